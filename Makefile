@@ -1,0 +1,47 @@
+# The two set-up commands are `make run` and `make test`; everything else is here too.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test migrate seed check routes bench lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the engine with its test tools
+
+run: $(STAMP) ## migrate, load the demo seeds and serve on ENGINE_HOST:ENGINE_PORT
+	$(BIN)/python -m engine serve --migrate --seed
+
+test: $(STAMP) ## the whole suite against a real PostgreSQL
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+migrate: $(STAMP) ## apply pending sql/ migrations
+	$(BIN)/python -m engine migrate
+
+seed: $(STAMP) ## load seed domains: make seed DOMAINS="camera_counting"
+	$(BIN)/python -m engine seed $(DOMAINS)
+
+check: $(STAMP) ## report mapping rows that cannot be served
+	$(BIN)/python -m engine check
+
+routes: $(STAMP)
+	$(BIN)/python -m engine routes
+
+bench: $(STAMP) ## benchmarks, printed as ratios against baselines
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""The engine's own endpoints under ``/_engine``: health and the catalogue report."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.errors import PROBLEM_CONTENT_TYPE
+from engine.shaping import encode
+
+JSON = "application/json"
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(encode(body), status_code=status, media_type=JSON)
+
+
+def _problem(status: int, code: str, title: str) -> Response:
+    body = {
+        "type": f"urn:api-error:{code}",
+        "title": title,
+        "status": status,
+        "detail": title,
+        "code": code,
+        "request_id": "",
+    }
+    return Response(encode(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+
+
+async def health(request: Request) -> Response:
+    services = request.app.state.services
+    catalog = services.catalogs.current
+    database = "ok"
+    try:
+        async with services.db.read.acquire(timeout=2) as conn:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), 2)
+    except Exception:
+        database = "unavailable"
+    body = {
+        "status": "ok" if database == "ok" else "degraded",
+        "database": database,
+        "endpoints": len(catalog.endpoints),
+        "problems": len(catalog.problems),
+        "catalog_generation": catalog.generation,
+    }
+    return _json(body, 200 if database == "ok" else 503)
+
+
+async def catalog_report(request: Request) -> Response:
+    """Every served endpoint and every skipped row with its reason (admin token needed)."""
+    services = request.app.state.services
+    token = services.settings.admin_token
+    if not token:
+        return _problem(
+            404, "ROUTE_NOT_FOUND", "The admin endpoint is off (set ENGINE_ADMIN_TOKEN)"
+        )
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return _problem(401, "INVALID_TOKEN", "The admin token is missing or wrong")
+    catalog = services.catalogs.current
+    return _json(
+        {
+            "generation": catalog.generation,
+            "endpoints": [
+                {
+                    "id": ep.spec.id,
+                    "method": ep.spec.method,
+                    "path": ep.spec.path,
+                    "version": ep.spec.version,
+                }
+                for ep in catalog.endpoints
+            ],
+            "problems": [p.as_dict() for p in catalog.problems],
+        }
+    )
+
+
+routes = [
+    Route("/_engine/health", health, methods=["GET"]),
+    Route("/_engine/catalog", catalog_report, methods=["GET"]),
+]

@@ -1,0 +1,214 @@
+"""Command line: ``python -m engine serve | migrate | seed [DOMAIN...] | check | routes | token``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from engine import migrations, pgserver
+from engine.auth import dev_secret, mint_token
+from engine.catalog import load_catalog
+from engine.database import init_connection
+from engine.settings import Settings, documented_settings
+
+log = logging.getLogger("engine")
+EMBEDDED_DATABASE = "engine"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def _ensure_database(url: str, name: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def resolve_database(settings: Settings) -> tuple[str, bool]:
+    """(database URL, embedded?) — starting the embedded server when DATABASE_URL is unset."""
+    if settings.database_url:
+        return settings.database_url, False
+    handle = pgserver.start(Path(settings.pgdata))
+    base = handle.get_uri()
+    asyncio.run(_ensure_database(base, EMBEDDED_DATABASE))
+    url = _with_database(base, EMBEDDED_DATABASE)
+    log.info("embedded PostgreSQL running, data in %s", settings.pgdata)
+    return url, True
+
+
+def jwt_secret_for(settings: Settings, embedded: bool) -> str | None:
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if embedded:
+        return dev_secret(Path(settings.pgdata).parent)
+    return None
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await init_connection(conn)
+    return conn
+
+
+async def _migrate(url: str) -> int:
+    conn = await _connect(url)
+    try:
+        applied = await migrations.migrate(conn)
+    finally:
+        await conn.close()
+    for name in applied:
+        print(f"applied sql/{name}")
+    print(f"migrations: {len(applied)} applied, schema up to date")
+    return 0
+
+
+async def _seed(url: str, domains: Sequence[str]) -> int:
+    conn = await _connect(url)
+    try:
+        applied = await migrations.seed(conn, domains)
+    finally:
+        await conn.close()
+    for name in applied:
+        print(f"seeded seeds/{name}")
+    print(f"seeds: {len(applied)} file(s) applied")
+    return 0
+
+
+async def _check(url: str, settings: Settings, *, routes_only: bool = False) -> int:
+    conn = await _connect(url)
+    try:
+        catalog = await load_catalog(conn, default_timeout_ms=settings.statement_timeout_ms)
+    finally:
+        await conn.close()
+    if routes_only:
+        for ep in sorted(catalog.endpoints, key=lambda e: (e.spec.path, e.spec.method)):
+            s = ep.spec
+            auth = "auth" if s.requires_auth else "public"
+            print(f"{s.method:<7}{s.path}  (id={s.id}, {s.result.shape}, {auth})")
+        for p in catalog.problems:
+            print(f"SKIPPED {p}")
+        return 0
+    for p in catalog.problems:
+        print(f"PROBLEM {p}")
+    print(f"{len(catalog.endpoints)} endpoint(s) ok, {len(catalog.problems)} problem(s)")
+    return 1 if catalog.problems else 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from engine.app import create_app
+
+    url, embedded = resolve_database(settings)
+    if args.migrate:
+        asyncio.run(_migrate(url))
+    if args.seed is not None:
+        asyncio.run(_seed(url, args.seed))
+    secret = jwt_secret_for(settings, embedded)
+    if embedded and not settings.jwt_secret:
+        log.warning(
+            "development JWT secret in use (ENGINE_JWT_SECRET unset); mint a token with: "
+            "python -m engine token --sub demo --tenant 1 --roles camera_admin"
+        )
+    app = create_app(settings, url, jwt_secret=secret)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on"
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    secret = settings.jwt_secret
+    if not secret:
+        if settings.database_url:
+            print("set ENGINE_JWT_SECRET to mint tokens", file=sys.stderr)
+            return 2
+        secret = dev_secret(Path(settings.pgdata).parent)
+    tenant: Any = args.tenant
+    if tenant is not None and tenant.isdigit():
+        tenant = int(tenant)
+    print(
+        mint_token(
+            secret,
+            subject=args.sub,
+            roles=[r for r in (args.roles or "").split(",") if r],
+            permissions=[p for p in (args.permissions or "").split(",") if p],
+            tenant_id=tenant,
+            ttl_s=args.ttl,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the catalogue over HTTP")
+    serve.add_argument("--host", help="override ENGINE_HOST")
+    serve.add_argument("--port", type=int, help="override ENGINE_PORT")
+    serve.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    serve.add_argument(
+        "--seed", nargs="*", metavar="DOMAIN", help="load seed domains first (none named: all)"
+    )
+    sub.add_parser("migrate", help="apply pending sql/ migrations")
+    seed = sub.add_parser("seed", help="load seed domains (all when none is named)")
+    seed.add_argument("domains", nargs="*", metavar="DOMAIN")
+    sub.add_parser("check", help="compile every mapping row; exit 1 if any cannot be served")
+    sub.add_parser("routes", help="list the served routes")
+    token = sub.add_parser("token", help="mint a bearer token (development and tests)")
+    token.add_argument("--sub", default="demo", help="subject")
+    token.add_argument("--tenant", help="tenant_id claim")
+    token.add_argument("--roles", help="comma-separated roles")
+    token.add_argument("--permissions", help="comma-separated permissions")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    sub.add_parser("settings", help="list every setting with its default")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return _serve(settings, args)
+        if args.command == "token":
+            return _token(settings, args)
+        if args.command == "settings":
+            for env, default, help_text in documented_settings():
+                print(f"{env}={'' if default is None else default}\n    {help_text}")
+            return 0
+        url, _ = resolve_database(settings)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(url))
+        if args.command == "seed":
+            return asyncio.run(_seed(url, args.domains))
+        if args.command == "check":
+            return asyncio.run(_check(url, settings))
+        if args.command == "routes":
+            return asyncio.run(_check(url, settings, routes_only=True))
+    except migrations.MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    return 2

@@ -1,0 +1,225 @@
+"""Pools, statement execution and the one boundary where database errors become ApiErrors.
+
+Two pools: reads run on read-only sessions (``default_transaction_read_only``),
+on a replica when ``ENGINE_READ_DATABASE_URL`` is set, so a GET template that
+tries to write fails instead of writing; writes run on the primary. Errors are
+translated by SQLSTATE, never by message text, and the answer carries no table
+name, constraint name or SQL: those go only to the error log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from engine.errors import ApiError
+from engine.settings import Settings
+
+STATEMENT_CACHE_SIZE = 1024
+ACQUIRE_TIMEOUT_S = 10.0
+
+
+def _json_encode(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Codecs for every pooled connection: json/jsonb as Python values via orjson."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=_json_encode, decoder=orjson.loads, format="text"
+        )
+
+
+def _server_settings(settings: Settings, *, read_only: bool, name: str) -> dict[str, str]:
+    out = {
+        "application_name": name,
+        "statement_timeout": str(settings.statement_timeout_ms),
+    }
+    if read_only:
+        out["default_transaction_read_only"] = "on"
+    return out
+
+
+async def create_pool(url: str, settings: Settings, *, read_only: bool, name: str) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        statement_cache_size=STATEMENT_CACHE_SIZE,
+        server_settings=_server_settings(settings, read_only=read_only, name=name),
+        init=init_connection,
+    )
+
+
+@dataclass
+class Database:
+    """The engine's pools: ``read`` for GET endpoints, ``write`` for the rest."""
+
+    url: str
+    read: asyncpg.Pool
+    write: asyncpg.Pool
+    server_version: int
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings) -> Database:
+        write = await create_pool(url, settings, read_only=False, name="engine-write")
+        try:
+            read = await create_pool(
+                settings.read_database_url or url, settings, read_only=True, name="engine-read"
+            )
+        except BaseException:
+            await write.close()
+            raise
+        async with write.acquire() as conn:
+            version = conn.get_server_version().major
+        return cls(url=url, read=read, write=write, server_version=version)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.read.close(), self.write.close(), return_exceptions=True)
+
+    def pool(self, read: bool) -> asyncpg.Pool:
+        return self.read if read else self.write
+
+
+async def run_statement(
+    pool: asyncpg.Pool,
+    sql: str,
+    args: Sequence[Any],
+    *,
+    timeout_s: float | None,
+    operation: str,
+    known_codes: Container[str],
+    rows: bool = True,
+) -> tuple[list[asyncpg.Record], int | None]:
+    """Run one statement; (rows, affected count) or an ApiError. The only place we execute."""
+    try:
+        conn_cm = pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+        conn = await conn_cm.__aenter__()
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise translate(exc, operation, known_codes, acquiring=True) from exc
+    try:
+        if rows:
+            return await conn.fetch(sql, *args, timeout=timeout_s), None
+        status = await conn.execute(sql, *args, timeout=timeout_s)
+        return [], affected_rows(status)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise translate(exc, operation, known_codes) from exc
+    finally:
+        await conn_cm.__aexit__(None, None, None)
+
+
+def affected_rows(status: str) -> int | None:
+    """Row count from a command tag such as 'UPDATE 3' or 'INSERT 0 1'."""
+    parts = status.split()
+    if parts and parts[-1].isdigit():
+        return int(parts[-1])
+    return None
+
+
+_CONNECTION_STATES = ("57P01", "57P02", "57P03", "53300")
+
+
+def translate(
+    exc: BaseException,
+    operation: str,
+    known_codes: Container[str] = (),
+    *,
+    acquiring: bool = False,
+) -> ApiError:
+    """Map a driver or server error to an ApiError, keyed on SQLSTATE."""
+    internal = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TimeoutError):
+        if acquiring:
+            return ApiError(
+                "DATABASE_CONNECTION_ERROR",
+                "No database connection became free in time",
+                internal=internal,
+            )
+        return ApiError("STATEMENT_TIMEOUT", internal=internal, database_error="client timeout")
+    if isinstance(exc, asyncpg.exceptions._base.DataError):
+        # the driver refused to encode an argument (e.g. out of range for the column type)
+        return ApiError(
+            "INVALID_VALUE", "A parameter value does not fit its column", internal=internal
+        )
+    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+        return ApiError("DATABASE_CONNECTION_ERROR", internal=internal, database_error=internal)
+    if not isinstance(exc, asyncpg.PostgresError):
+        return ApiError("INTERNAL_ERROR", internal=internal)
+    state = exc.sqlstate or ""
+    db_error = f"{state} {exc}"
+    code, detail = _code_for_state(state, operation)
+    if state == "P0001":
+        message = str(getattr(exc, "message", "") or "").strip()
+        if message in known_codes:
+            detail = getattr(exc, "detail", None) or None
+            return ApiError(message, detail, internal=internal, database_error=db_error)
+    return ApiError(code, detail, internal=internal, database_error=db_error)
+
+
+def _code_for_state(state: str, operation: str) -> tuple[str, str | None]:
+    if state == "23505":
+        return "DUPLICATE_RESOURCE", None
+    if state == "23503":
+        if operation == "DELETE":
+            return "RESOURCE_IN_USE", None
+        return "REFERENCED_RESOURCE_MISSING", None
+    if state in ("23502", "23514", "23P01", "23001", "23000"):
+        return "CONSTRAINT_VIOLATION", None
+    if state.startswith("22"):
+        return "INVALID_VALUE", None
+    if state == "57014":
+        return "STATEMENT_TIMEOUT", None
+    if state in ("40001", "40P01"):
+        return "TRANSACTION_CONFLICT", None
+    if state.startswith("08") or state in _CONNECTION_STATES:
+        return "DATABASE_CONNECTION_ERROR", None
+    return "INTERNAL_ERROR", None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What PostgreSQL says about a template when it is prepared."""
+
+    param_types: tuple[tuple[str, str, str | None], ...]  # (name, kind, element name)
+    columns: tuple[tuple[str, str], ...]  # (column name, type name)
+
+
+async def describe(conn: asyncpg.Connection, sql: str) -> Prepared:
+    """Prepare ``sql`` (no execution) and read its parameter and column types."""
+    stmt = await conn.prepare(sql)
+    params = []
+    for t in stmt.get_parameters():
+        element = None
+        if t.kind == "array":
+            element = await conn.fetchval(
+                "SELECT e.typname FROM pg_type a JOIN pg_type e ON e.oid = a.typelem WHERE a.oid = $1",
+                t.oid,
+            )
+        elif t.kind == "scalar":
+            base = await conn.fetchval(
+                "SELECT CASE WHEN typtype = 'e' THEN 'enum' END FROM pg_type WHERE oid = $1", t.oid
+            )
+            if base == "enum":
+                params.append((t.name, "enum", None))
+                continue
+        params.append((t.name, t.kind, element))
+    columns = tuple((a.name, a.type.name) for a in stmt.get_attributes())
+    return Prepared(tuple(params), columns)
+
+
+async def is_read_only(conn: asyncpg.Connection, sql: str, server_version: int) -> bool | None:
+    """Whether the statement only reads: from a generic plan on PostgreSQL 16+, else None."""
+    if server_version < 16:
+        return None
+    # extended protocol: the template's placeholders are the EXPLAIN's parameters; the
+    # generic plan does not look at their (NULL) values
+    n = len((await conn.prepare(sql)).get_parameters())
+    plan = await conn.fetchval(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {sql}", *([None] * n))
+    text = plan if isinstance(plan, str) else orjson.dumps(plan).decode()
+    return '"ModifyTable"' not in text and '"Node Type": "ModifyTable"' not in text

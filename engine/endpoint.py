@@ -1,0 +1,387 @@
+"""The request flow of a compiled endpoint: the one place that knows every step.
+
+route -> authenticate -> authorise -> read body -> sanitise -> validate ->
+bind -> run (read pool for GET, write pool otherwise, with the row's timeout)
+-> shape -> envelope -> encode. Any failure is an ApiError answered as
+``application/problem+json`` and queued for ``log_api_error()``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from engine.auth import Authenticator, Principal, authorize
+from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
+from engine.database import Database, run_statement, translate
+from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers
+from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
+from engine.settings import Settings
+from engine.shaping import Shaped, default_page_body, encode
+
+log = logging.getLogger("engine.endpoint")
+
+JSON = "application/json"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+_STREAM_BATCH = 500
+
+
+@dataclass
+class Services:
+    """What the request flow needs, built once by the app's lifespan."""
+
+    settings: Settings
+    db: Database
+    catalogs: CatalogManager
+    authenticator: Authenticator
+    errorlog: ErrorLogger
+
+
+@dataclass
+class _Source:
+    path_params: Mapping[str, str]
+    query: Any
+    headers: Any
+    body: Any
+    claims: Mapping[str, Any] | None
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+class Dispatcher:
+    """ASGI app serving every path of the live catalogue."""
+
+    def __init__(self, services_getter: Any) -> None:
+        self._services = services_getter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await handle(self._services(), request)
+        await response(scope, receive, send)
+
+
+async def handle(services: Services, request: Request) -> Response:
+    started = time.perf_counter()
+    request_id = _request_id(request)
+    catalog = services.catalogs.current  # this request finishes on this generation
+    method = request.method
+    path = request.url.path
+    ep: CompiledEndpoint | None = None
+    principal: Principal | None = None
+    state: dict[str, Any] = {}
+    try:
+        match = catalog.match(path, method)
+        if match is None:
+            raise ApiError("ROUTE_NOT_FOUND", f"No endpoint is published at {method} {path}")
+        if match.endpoint is None:
+            raise ApiError(
+                "METHOD_NOT_ALLOWED",
+                f"{path} accepts {', '.join(match.allowed)}",
+                headers={"Allow": ", ".join(match.allowed)},
+            )
+        ep = match.endpoint
+        spec = ep.spec
+        principal = services.authenticator.authenticate(request.headers)
+        authorize(
+            principal,
+            requires_auth=spec.requires_auth,
+            roles=spec.required_roles,
+            permissions=spec.required_permissions,
+        )
+        body = None
+        if ep.needs_body:
+            body = await _read_body(request, services.settings.max_body_bytes, state)
+            if ep.sanitizer is not None and body is not None:
+                body = ep.sanitizer.apply(body)
+            state["body"] = body
+            if ep.body_schema is not None:
+                ep.body_schema.check({} if body is None else body)
+        source = _Source(
+            match.path_params,
+            request.query_params,
+            request.headers,
+            body,
+            principal.claims if principal else None,
+        )
+        args = ep.binder.bind(source)
+        if ep.query_schema is not None:
+            ep.query_schema.check(_query_object(ep, request, args))
+        if spec.result.shape == "stream":
+            return await _stream(services, catalog, ep, args, request_id)
+        shaped = await _execute(services, catalog, ep, args, request)
+        return _success(ep, shaped, request_id, head=method == "HEAD")
+    except ApiError as error:
+        return _failure(
+            services, catalog, ep, error, request, request_id, started, principal, state
+        )
+    except Exception as exc:  # a bug of ours: still a coded answer, never a bare 500
+        log.exception("unexpected error on %s %s", method, path)
+        error = ApiError("INTERNAL_ERROR", internal="".join(traceback.format_exception(exc)))
+        return _failure(
+            services, catalog, ep, error, request, request_id, started, principal, state
+        )
+
+
+async def _read_body(request: Request, limit: int, state: dict[str, Any]) -> Any:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise ApiError("PAYLOAD_TOO_LARGE", f"The body may be at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("PAYLOAD_TOO_LARGE", f"The body may be at most {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    state["raw"] = raw
+    if not raw.strip():
+        return None
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype and ctype != JSON and not ctype.endswith("+json"):
+        raise ApiError("UNSUPPORTED_MEDIA_TYPE", f"Send the body as {JSON}, not {ctype}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            "INVALID_JSON", f"The body is not valid JSON ({exc.msg} at byte {exc.pos})"
+        ) from None
+
+
+def _query_object(ep: CompiledEndpoint, request: Request, args: list[Any]) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        query[key] = values if len(values) > 1 else values[0]
+    for p in ep.spec.params:
+        if p.source == "query" and p.name in query:
+            query[p.name] = args[p.position - 1]
+    if ep.page_sql is not None:
+        for name in ("limit", "offset"):
+            if name in query:
+                query.pop(name)
+    return query
+
+
+def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
+    paginate = ep.spec.result.paginate
+    assert paginate is not None
+    errors = []
+    limit, offset = paginate.limit, 0
+    raw_limit = request.query_params.get("limit")
+    raw_offset = request.query_params.get("offset")
+    if raw_limit is not None:
+        if raw_limit.isdigit() and 1 <= int(raw_limit) <= paginate.max_limit:
+            limit = int(raw_limit)
+        else:
+            errors.append(
+                {
+                    "parameter": "limit",
+                    "in": "query",
+                    "message": f"limit must be an integer from 1 to {paginate.max_limit}",
+                }
+            )
+    if raw_offset is not None:
+        if raw_offset.isdigit() and int(raw_offset) <= 2**62:
+            offset = int(raw_offset)
+        else:
+            errors.append(
+                {
+                    "parameter": "offset",
+                    "in": "query",
+                    "message": "offset must be a non-negative integer",
+                }
+            )
+    if errors:
+        raise ApiError("INVALID_PARAMETER", "Invalid pagination parameter(s)", errors=errors)
+    return limit, offset
+
+
+async def _execute(
+    services: Services, catalog: Catalog, ep: CompiledEndpoint, args: list[Any], request: Request
+) -> Shaped:
+    spec = ep.spec
+    pool = services.db.pool(spec.is_read)
+    known = catalog.errors
+    if ep.page_sql is not None:
+        limit, offset = _page_args(ep, request)
+        rows, _ = await run_statement(
+            pool,
+            ep.page_sql,
+            [*args, limit + 1, offset],
+            timeout_s=ep.timeout_s,
+            operation=spec.operation,
+            known_codes=known,
+        )
+        return ep.shaper.page(rows, limit, offset)
+    if spec.result.shape == "none":
+        _, affected = await run_statement(
+            pool,
+            ep.sql,
+            args,
+            timeout_s=ep.timeout_s,
+            operation=spec.operation,
+            known_codes=known,
+            rows=False,
+        )
+        return ep.shaper.shape((), affected=affected)
+    rows, _ = await run_statement(
+        pool, ep.sql, args, timeout_s=ep.timeout_s, operation=spec.operation, known_codes=known
+    )
+    return ep.shaper.shape(rows)
+
+
+def _success(ep: CompiledEndpoint, shaped: Shaped, request_id: str, *, head: bool) -> Response:
+    headers = {"X-Request-ID": request_id}
+    if shaped.empty:
+        return Response(status_code=shaped.status, headers=headers)
+    envelope = ep.paginated if shaped.pagination is not None and ep.paginated else ep.success
+    if envelope is not None:
+        body: Any = envelope.wrap(shaped, request_id=request_id, endpoint=ep.spec.label)
+        headers.update(envelope.headers)
+    elif shaped.pagination is not None:
+        body = default_page_body(shaped)
+    else:
+        body = shaped.payload
+    content = encode(body)
+    if head:
+        headers["Content-Length"] = str(len(content))
+        return Response(status_code=shaped.status, headers=headers, media_type=JSON)
+    return Response(content, status_code=shaped.status, headers=headers, media_type=JSON)
+
+
+def _failure(
+    services: Services,
+    catalog: Catalog,
+    ep: CompiledEndpoint | None,
+    error: ApiError,
+    request: Request,
+    request_id: str,
+    started: float,
+    principal: Principal | None,
+    state: dict[str, Any],
+) -> Response:
+    entry = catalog.errors.get(error.code)
+    languages = parse_accept_language(request.headers.get("accept-language"))
+    body, lang = problem_body(
+        error, entry, request_id=request_id, instance=request.url.path, languages=languages
+    )
+    envelope = (ep.error if ep else None) or catalog.default_error_envelope
+    headers = {"X-Request-ID": request_id, "Content-Language": lang, **error.headers}
+    if envelope is not None:
+        body = envelope.extend_problem(body, endpoint=ep.spec.label if ep else request.url.path)
+        headers.update(envelope.headers)
+    services.errorlog.submit(
+        ErrorEntry(
+            request_id=request_id,
+            path=ep.spec.path if ep else request.url.path,
+            method=request.method,
+            code=entry.code,
+            message=error.detail or entry.message,
+            status=entry.status,
+            elapsed_ms=int((time.perf_counter() - started) * 1000),
+            category=entry.category,
+            stack=error.internal,
+            body=safe_body(state.get("body"), state.get("raw")),
+            headers=safe_headers(request.headers),
+            params={"path": request.url.path, "query": str(request.url.query)}
+            if request.url.query
+            else None,
+            operation=ep.spec.operation if ep else None,
+            database_error=error.database_error,
+            principal=principal.subject if principal else None,
+        )
+    )
+    if request.method == "HEAD":
+        return Response(status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+    return Response(
+        encode(body), status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+async def _stream(
+    services: Services, catalog: Catalog, ep: CompiledEndpoint, args: list[Any], request_id: str
+) -> Response:
+    """NDJSON or CSV from a server-side cursor; errors before the first row are normal answers."""
+    spec = ep.spec
+    pool = services.db.read
+    try:
+        conn = await pool.acquire(timeout=10)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise translate(exc, spec.operation, catalog.errors, acquiring=True) from exc
+    tx = conn.transaction(readonly=True)
+    try:
+        await tx.start()
+        cursor = await conn.cursor(ep.sql, *args, timeout=ep.timeout_s)
+        first = await cursor.fetch(_STREAM_BATCH, timeout=ep.timeout_s)
+    except BaseException as exc:
+        await _end_stream(pool, conn, tx)
+        if isinstance(exc, TimeoutError | OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+            raise translate(exc, spec.operation, catalog.errors) from exc
+        raise
+
+    csv_mode = spec.result.stream_format == "csv"
+    names = [dict(spec.result.fields).get(n, n) for n, _ in ep.columns]
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if csv_mode:
+                yield _csv_lines([names])
+            batch = first
+            while batch:
+                if csv_mode:
+                    yield _csv_lines([[_csv_cell(v) for v in r.values()] for r in batch])
+                else:
+                    yield b"".join(encode(ep.shaper.rename(r)) + b"\n" for r in batch)
+                if len(batch) < _STREAM_BATCH:
+                    break
+                batch = await cursor.fetch(_STREAM_BATCH, timeout=ep.timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("stream %s aborted after it started: %s", spec.label, exc)
+        finally:
+            await _end_stream(pool, conn, tx)
+
+    media = "text/csv; charset=utf-8" if csv_mode else "application/x-ndjson"
+    return StreamingResponse(body(), media_type=media, headers={"X-Request-ID": request_id})
+
+
+async def _end_stream(pool: asyncpg.Pool, conn: asyncpg.Connection, tx: Any) -> None:
+    try:
+        await tx.rollback()
+    except Exception:  # the connection may already be gone
+        pass
+    finally:
+        await pool.release(conn)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _csv_lines(rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode()

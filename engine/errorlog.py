@@ -1,0 +1,151 @@
+"""Writing every error answer through ``log_api_error()``, off the request path.
+
+The request handler only puts an entry on a bounded queue; a background task
+drains it in batches. A full queue drops entries (counted), and a failure to
+write never reaches a client. Secret headers and secret-looking body fields are
+removed before anything is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+log = logging.getLogger("engine.errorlog")
+
+SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization", "x-auth-token"}
+)
+_SECRET_FIELD = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential", re.IGNORECASE)
+MAX_BODY_CHARS = 4096
+BATCH = 100
+
+LOG_SQL = """
+SELECT log_api_error(
+    $1::varchar, $2::varchar, $3::varchar, $4::varchar, $5::text, $6::text, $7::text,
+    NULL::integer, $8::varchar, $9::text, $10::varchar, $11::jsonb, $12::jsonb,
+    $13::integer, $14::integer, $15::text)
+"""
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    request_id: str
+    path: str
+    method: str
+    code: str
+    message: str
+    status: int
+    elapsed_ms: int
+    category: str | None = None
+    stack: str | None = None
+    body: str | None = None
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, Any] | None = None
+    operation: str | None = None
+    database_error: str | None = None
+    principal: str | None = None
+
+    def args(self) -> tuple[Any, ...]:
+        return (
+            self.request_id[:100],
+            self.path[:200],
+            self.method[:10],
+            self.code,
+            self.message,
+            self.stack,
+            self.body,
+            self.operation,
+            self.database_error,
+            self.category,
+            dict(self.headers) if self.headers is not None else None,
+            dict(self.params) if self.params is not None else None,
+            self.status,
+            self.elapsed_ms,
+            self.principal,
+        )
+
+
+def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: ("***" if isinstance(k, str) and _SECRET_FIELD.search(k) else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def safe_body(body: Any, raw: bytes | None) -> str | None:
+    """The request body as logged: parsed JSON with secret fields masked, truncated."""
+    if body is not None:
+        text = orjson.dumps(_scrub(body), default=str).decode()
+    elif raw:
+        text = raw.decode("utf-8", "replace")
+    else:
+        return None
+    return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + "…"
+
+
+class ErrorLogger:
+    """A bounded queue of error entries and the task that writes them."""
+
+    def __init__(self, pool: asyncpg.Pool, max_queue: int = 10000) -> None:
+        self._pool = pool
+        self._queue: asyncio.Queue[ErrorEntry] = asyncio.Queue(maxsize=max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.written = 0
+        self.failed = 0
+
+    def submit(self, entry: ErrorEntry) -> None:
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._drain(), name="error-logger")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout_s``), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def flush(self, timeout_s: float = 5.0) -> None:
+        await asyncio.wait_for(self._queue.join(), timeout_s)
+
+    async def _drain(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with self._pool.acquire(timeout=10) as conn:
+                    await conn.executemany(LOG_SQL, [e.args() for e in batch])
+                self.written += len(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failed += len(batch)
+                log.warning("could not write %d error log entr(y/ies): %s", len(batch), exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

@@ -1,0 +1,120 @@
+"""Settings, read once from ``ENGINE_*`` environment variables (and ``DATABASE_URL``).
+
+Every setting has a default and help text; the README's settings table must
+list each one (a test checks it). Pass a :class:`Settings` explicitly; nothing
+else in the engine reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setting(env: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = _setting(
+        "DATABASE_URL",
+        None,
+        "PostgreSQL URL of the primary. Unset: an embedded PostgreSQL is started with its "
+        "data in ENGINE_PGDATA.",
+    )
+    read_database_url: str | None = _setting(
+        "ENGINE_READ_DATABASE_URL",
+        None,
+        "PostgreSQL URL for reads (a streaming replica). Unset: reads go to the primary, "
+        "on read-only sessions.",
+    )
+    host: str = _setting("ENGINE_HOST", "127.0.0.1", "Address the HTTP server listens on.")
+    port: int = _setting("ENGINE_PORT", 8000, "Port the HTTP server listens on.")
+    pgdata: str = _setting(
+        "ENGINE_PGDATA",
+        str(PROJECT_ROOT / ".engine" / "pgdata"),
+        "Data folder of the embedded PostgreSQL (used only when DATABASE_URL is unset).",
+    )
+    pool_min_size: int = _setting("ENGINE_POOL_MIN_SIZE", 1, "Connections kept open per pool.")
+    pool_max_size: int = _setting("ENGINE_POOL_MAX_SIZE", 10, "Most connections per pool.")
+    statement_timeout_ms: int = _setting(
+        "ENGINE_STATEMENT_TIMEOUT_MS",
+        30000,
+        "Default statement timeout; a row's statement_timeout_ms overrides it.",
+    )
+    max_body_bytes: int = _setting(
+        "ENGINE_MAX_BODY_BYTES", 1048576, "Largest request body accepted (413 above)."
+    )
+    reload_debounce_ms: int = _setting(
+        "ENGINE_RELOAD_DEBOUNCE_MS",
+        100,
+        "How long a catalogue reload waits for more change notifications before rebuilding.",
+    )
+    jwt_secret: str | None = _setting(
+        "ENGINE_JWT_SECRET", None, "HS256 secret for bearer tokens. Unset: no token is accepted."
+    )
+    admin_token: str | None = _setting(
+        "ENGINE_ADMIN_TOKEN",
+        None,
+        "Bearer token for the /_engine/catalog admin endpoint. Unset: that endpoint is off.",
+    )
+    log_level: str = _setting("ENGINE_LOG_LEVEL", "INFO", "Python logging level.")
+    error_log_queue_size: int = _setting(
+        "ENGINE_ERROR_LOG_QUEUE_SIZE",
+        10000,
+        "Errors waiting to be written through log_api_error(); more are dropped and counted.",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            kind = type(f.default) if f.default is not None else str
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as exc:
+                raise ValueError(f"{f.metadata['env']}={raw!r}: expected {kind.__name__}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to log: secrets and passwords hidden."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and any(s in f.name for s in ("secret", "token")):
+                value = "***"
+            elif value and f.name.endswith("database_url"):
+                value = _hide_password(value)
+            out[f.metadata["env"]] = value
+        return out
+
+
+def _hide_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, hostpart = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{hostpart}"
+
+
+def documented_settings() -> list[tuple[str, Any, str]]:
+    """(env name, default, help) for every setting, for the README and `engine settings`."""
+    return [
+        (f.metadata["env"], f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)
+    ]

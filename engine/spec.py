@@ -1,0 +1,313 @@
+"""A mapping row parsed into an immutable endpoint spec (pure: no I/O).
+
+This module owns the row contract of DESIGN.md: the shape of
+``query_parameters`` and ``result_mapping`` and the rules a row must follow
+before the engine will serve it. Anything wrong raises :class:`SpecError` with
+a reason an admin can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import SpecError
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE", "CALL")
+SOURCES = ("path", "query", "body", "header", "auth", "const")
+TYPES = ("integer", "number", "string", "boolean", "uuid", "date", "timestamp", "json", "array")
+SHAPES = ("list", "object", "scalar", "none", "stream")
+STREAM_FORMATS = ("ndjson", "csv")
+PAGINATION_PARAMS = ("limit", "offset")
+
+_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|float|uuid|path))?\}")
+_PARAM_KEYS = {
+    "name",
+    "in",
+    "type",
+    "required",
+    "default",
+    "claim",
+    "value",
+    "items",
+    "description",
+}
+_RESULT_KEYS = {"shape", "not_found", "fields", "status", "paginate", "format", "description"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One element of ``query_parameters``: binds placeholder ``$position``."""
+
+    position: int
+    name: str
+    source: str
+    type: str
+    required: bool = False
+    default: Any = None
+    has_default: bool = False
+    claim: str | None = None
+    value: Any = None
+    items: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Pagination:
+    limit: int
+    max_limit: int
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    shape: str = "list"
+    not_found: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    status: int | None = None
+    paginate: Pagination | None = None
+    stream_format: str = "ndjson"
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    id: int
+    path: str
+    method: str
+    service_name: str
+    operation: str
+    target_table: str | None
+    sql: str
+    params: tuple[ParamSpec, ...]
+    result: ResultSpec
+    cache_enabled: bool
+    cache_ttl_seconds: int
+    rate_limit_per_minute: int | None
+    requires_auth: bool
+    required_roles: tuple[str, ...]
+    required_permissions: tuple[str, ...]
+    statement_timeout_ms: int | None
+    version: int
+    description: str | None = None
+
+    @property
+    def is_read(self) -> bool:
+        return self.method == "GET"
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def path_params(self) -> tuple[str, ...]:
+        return path_parameters(self.path)
+
+
+def path_parameters(path: str) -> tuple[str, ...]:
+    return tuple(m.group(1) for m in _PATH_PARAM.finditer(path))
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise SpecError(message)
+
+
+def parse_param(position: int, raw: Any) -> ParamSpec:
+    where = f"query_parameters[{position - 1}] (${position})"
+    _need(isinstance(raw, Mapping), f"{where} must be an object")
+    unknown = set(raw) - _PARAM_KEYS
+    _need(not unknown, f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    name = raw.get("name")
+    source = raw.get("in")
+    kind = raw.get("type", "string")
+    _need(isinstance(name, str) and bool(name.strip()), f"{where} needs a non-empty 'name'")
+    _need(source in SOURCES, f"{where} 'in' must be one of {', '.join(SOURCES)}, not {source!r}")
+    _need(kind in TYPES, f"{where} 'type' must be one of {', '.join(TYPES)}, not {kind!r}")
+    items = raw.get("items")
+    _need(
+        items is None or (kind == "array" and items in TYPES and items not in ("array", "json")),
+        f"{where} 'items' is only for type array and must be a scalar type",
+    )
+    required = raw.get("required", source == "path")
+    _need(isinstance(required, bool), f"{where} 'required' must be true or false")
+    claim = raw.get("claim")
+    if source == "auth":
+        claim = claim or name
+        _need(isinstance(claim, str), f"{where} 'claim' must be a string")
+    else:
+        _need(claim is None, f"{where} 'claim' is only for in: auth")
+    if source == "const":
+        _need("value" in raw, f"{where} in: const needs a 'value'")
+    if source == "path":
+        _need(required, f"{where} a path parameter is always required")
+    return ParamSpec(
+        position=position,
+        name=name,
+        source=source,
+        type=kind,
+        required=required,
+        default=raw.get("default"),
+        has_default="default" in raw,
+        claim=claim,
+        value=raw.get("value"),
+        items=items,
+        description=raw.get("description"),
+    )
+
+
+def parse_result(raw: Any, method: str) -> ResultSpec:
+    if raw is None:
+        raw = {}
+    _need(isinstance(raw, Mapping), "result_mapping must be an object")
+    unknown = set(raw) - _RESULT_KEYS
+    _need(not unknown, f"result_mapping has unknown keys: {', '.join(sorted(unknown))}")
+    shape = raw.get("shape", "list")
+    _need(shape in SHAPES, f"result_mapping.shape must be one of {', '.join(SHAPES)}")
+    not_found = raw.get("not_found")
+    _need(
+        not_found is None or (isinstance(not_found, str) and bool(not_found)),
+        "result_mapping.not_found must be an error code",
+    )
+    fields = raw.get("fields") or {}
+    _need(
+        isinstance(fields, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) and v for k, v in fields.items()),
+        "result_mapping.fields must map column names to JSON names",
+    )
+    status = raw.get("status")
+    _need(
+        status is None or (isinstance(status, int) and 200 <= status <= 299),
+        "result_mapping.status must be a 2xx status code",
+    )
+    paginate = None
+    if raw.get("paginate") is not None:
+        p = raw["paginate"]
+        _need(shape == "list", "result_mapping.paginate needs shape 'list'")
+        _need(isinstance(p, Mapping), "result_mapping.paginate must be an object")
+        limit = p.get("limit", 50)
+        max_limit = p.get("max_limit", max(limit, 1000) if isinstance(limit, int) else 1000)
+        _need(
+            isinstance(limit, int) and isinstance(max_limit, int) and 0 < limit <= max_limit,
+            "result_mapping.paginate needs integers 0 < limit <= max_limit",
+        )
+        paginate = Pagination(limit=limit, max_limit=max_limit)
+    stream_format = raw.get("format", "ndjson")
+    if shape == "stream":
+        _need(method == "GET", "shape 'stream' is for GET endpoints")
+        _need(stream_format in STREAM_FORMATS, "result_mapping.format must be ndjson or csv")
+    return ResultSpec(
+        shape=shape,
+        not_found=not_found,
+        fields=tuple(fields.items()),
+        status=status,
+        paginate=paginate,
+        stream_format=stream_format,
+    )
+
+
+def _texts(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    _need(
+        isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
+        f"{what} must be an array of text",
+    )
+    return tuple(v for v in value if v)
+
+
+def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
+    """Parse one ``api_endpoint_mappings`` row (a mapping of column -> value)."""
+    path = row.get("endpoint_path") or ""
+    method = (row.get("http_method") or "").upper()
+    _need(path.startswith("/"), "endpoint_path must start with '/'")
+    _need(not path.startswith("/_engine"), "paths under /_engine are reserved for the engine")
+    _need(
+        path.count("{") == path.count("}") == len(path_parameters(path)),
+        "endpoint_path has a malformed {parameter}",
+    )
+    _need(method in METHODS, f"http_method must be one of {', '.join(METHODS)}")
+    operation = (row.get("database_operation") or "").upper()
+    _need(operation in OPERATIONS, f"database_operation must be one of {', '.join(OPERATIONS)}")
+    _need(
+        method != "GET" or operation == "SELECT",
+        "a GET endpoint must be a read (database_operation SELECT)",
+    )
+    sql = (row.get("query_template") or "").strip().rstrip(";").strip()
+    _need(bool(sql), "query_template is empty")
+    _need("..." not in sql, "query_template contains '...' (an elided template)")
+
+    raw_params = row.get("query_parameters")
+    if raw_params is None:
+        raw_params = []
+    _need(isinstance(raw_params, list), "query_parameters must be a JSON array")
+    params = tuple(parse_param(i + 1, p) for i, p in enumerate(raw_params))
+
+    in_path = set(path_parameters(path))
+    for p in params:
+        if p.source == "path":
+            _need(
+                p.name in in_path,
+                f"path parameter '{p.name}' (${p.position}) is not in endpoint_path",
+            )
+
+    result = parse_result(row.get("result_mapping"), method)
+    if result.paginate:
+        clash = [p.name for p in params if p.source == "query" and p.name in PAGINATION_PARAMS]
+        _need(not clash, f"query parameter(s) {', '.join(clash)} clash with pagination")
+    if result.shape == "stream":
+        _need(operation == "SELECT", "shape 'stream' needs database_operation SELECT")
+
+    timeout = row.get("statement_timeout_ms")
+    _need(
+        timeout is None or (isinstance(timeout, int) and timeout > 0),
+        "statement_timeout_ms must be positive",
+    )
+    ttl = row.get("cache_ttl_seconds")
+    rate = row.get("rate_limit_per_minute")
+    return EndpointSpec(
+        id=int(row["id"]),
+        path=path,
+        method=method,
+        service_name=row.get("service_name") or "",
+        operation=operation,
+        target_table=row.get("target_table"),
+        sql=sql,
+        params=params,
+        result=result,
+        cache_enabled=bool(row.get("cache_enabled")),
+        cache_ttl_seconds=int(ttl) if ttl is not None else 300,
+        rate_limit_per_minute=int(rate) if rate is not None else None,
+        requires_auth=bool(row.get("requires_auth", True)),
+        required_roles=_texts(row.get("required_roles"), "required_roles"),
+        required_permissions=_texts(row.get("required_permissions"), "required_permissions"),
+        statement_timeout_ms=timeout,
+        version=int(row.get("version") or 1),
+        description=row.get("description"),
+    )
+
+
+_CONVERTER_RE = {
+    "str": "[^/]+",
+    "int": "[0-9]+",
+    "float": "[0-9]+(?:\\.[0-9]+)?",
+    "uuid": "[0-9a-fA-F-]{32,36}",
+    "path": ".*",
+}
+
+
+def path_regex(path: str) -> re.Pattern[str]:
+    """A compiled regex matching ``path`` with named groups for its {parameters}."""
+    out, last = ["^"], 0
+    for m in _PATH_PARAM.finditer(path):
+        out.append(re.escape(path[last : m.start()]))
+        out.append(f"(?P<{m.group(1)}>{_CONVERTER_RE[m.group(2) or 'str']})")
+        last = m.end()
+    out.append(re.escape(path[last:]))
+    out.append("$")
+    return re.compile("".join(out))
+
+
+def path_specificity(path: str) -> tuple[int, ...]:
+    """Sort key: literal segments before parameters, segment by segment."""
+    return tuple(1 if "{" in seg else 0 for seg in path.strip("/").split("/"))

@@ -1,0 +1,333 @@
+"""Input sanitization and JSON Schema validation, compiled once per row (pure: no I/O).
+
+``api_validation_schemas`` gives a draft 2020-12 schema per endpoint (for the
+body, or for the query object). ``strict_mode`` turns on format assertions
+(``uri``, ``date-time``, ``email``...); ``allow_unknown_fields = false`` rejects
+properties a schema does not declare. ``data_sanitization_rules`` clean fields
+by name before validation when ``sanitize_input`` is on. Every failing field
+is reported with its JSON pointer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import html
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import ValidationError as JsonSchemaError
+
+from engine.errors import ApiError, SpecError
+
+_MAX_MESSAGE = 200
+_COMPOSITION = ("allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas")
+
+
+def _pointer(parts: Sequence[Any]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _close_objects(schema: Any) -> Any:
+    """Add additionalProperties: false where a schema lists properties and says nothing."""
+    if isinstance(schema, list):
+        return [_close_objects(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: _close_objects(v) if k in ("properties", "items", "prefixItems", "$defs") else v
+        for k, v in schema.items()
+    }
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: _close_objects(v) for k, v in out["properties"].items()}
+    if isinstance(out.get("$defs"), dict):
+        out["$defs"] = {k: _close_objects(v) for k, v in out["$defs"].items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and "unevaluatedProperties" not in out
+        and "patternProperties" not in out
+        and not any(k in out for k in _COMPOSITION)
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def _errors_of(error: JsonSchemaError) -> list[dict[str, Any]]:
+    base = list(error.absolute_path)
+    message = error.message
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        return [
+            {
+                "pointer": _pointer([*base, name]),
+                "message": f"'{name}' is required",
+                "keyword": "required",
+            }
+            for name in error.validator_value
+            if name not in error.instance
+        ]
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        declared = set((error.schema or {}).get("properties", {}))
+        return [
+            {
+                "pointer": _pointer([*base, name]),
+                "message": f"'{name}' is not an allowed field",
+                "keyword": "additionalProperties",
+            }
+            for name in error.instance
+            if name not in declared
+        ]
+    return [{"pointer": _pointer(base), "message": message, "keyword": str(error.validator)}]
+
+
+@dataclass(frozen=True)
+class SchemaValidator:
+    """A compiled JSON Schema; :meth:`check` raises VALIDATION_ERROR listing every failure."""
+
+    name: str
+    validator: Draft202012Validator
+    applies_to: str = "body"
+
+    def errors(self, instance: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        for error in sorted(
+            self.validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))
+        ):
+            for entry in _errors_of(error):
+                key = (entry["pointer"], entry["message"])
+                if key not in seen:
+                    seen.add(key)
+                    found.append(entry)
+        return found
+
+    def check(self, instance: Any) -> None:
+        found = self.errors(instance)
+        if found:
+            where = "body" if self.applies_to == "body" else "query string"
+            raise ApiError(
+                "VALIDATION_ERROR",
+                f"The request {where} has {len(found)} invalid field(s)",
+                errors=found,
+            )
+
+
+def compile_schema(
+    name: str,
+    schema: Any,
+    *,
+    strict_mode: bool = True,
+    allow_unknown_fields: bool = False,
+    applies_to: str = "body",
+) -> SchemaValidator:
+    if not isinstance(schema, dict):
+        raise SpecError(f"validation schema '{name}' must be a JSON object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise SpecError(
+            f"validation schema '{name}' is not a valid JSON Schema: {exc.message}"
+        ) from None
+    effective = copy.deepcopy(schema) if allow_unknown_fields else _close_objects(schema)
+    checker = Draft202012Validator.FORMAT_CHECKER if strict_mode else None
+    try:
+        validator = Draft202012Validator(effective, format_checker=checker)
+        validator.is_valid({})  # resolve $refs and compile regexes now, not on the first request
+    except Exception as exc:  # a bad pattern or unresolvable $ref
+        raise SpecError(f"validation schema '{name}' cannot be used: {exc}") from None
+    return SchemaValidator(name=name, validator=validator, applies_to=applies_to)
+
+
+@dataclass(frozen=True)
+class SanitizationRule:
+    field_name: str
+    field_type: str
+    kind: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    pattern: re.Pattern[str] | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    min_value: Decimal | None = None
+    max_value: Decimal | None = None
+    error_message: str | None = None
+    default_value: Any = None
+
+
+def compile_rule(row: Mapping[str, Any]) -> SanitizationRule:
+    name = row.get("field_name") or ""
+    kind = row.get("sanitization_type") or ""
+    if kind not in ("trim", "escape", "validate", "transform"):
+        raise SpecError(f"sanitization rule for '{name}': unknown sanitization_type {kind!r}")
+    config = row.get("sanitization_config") or {}
+    if not isinstance(config, Mapping):
+        raise SpecError(f"sanitization rule for '{name}': sanitization_config must be an object")
+    pattern = None
+    if row.get("validation_pattern"):
+        try:
+            pattern = re.compile(row["validation_pattern"])
+        except re.error as exc:
+            raise SpecError(
+                f"sanitization rule for '{name}': bad validation_pattern: {exc}"
+            ) from None
+    default = row.get("default_value")
+    if isinstance(default, str):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            default = orjson.loads(default)
+    return SanitizationRule(
+        field_name=name,
+        field_type=row.get("field_type") or "string",
+        kind=kind,
+        config=config,
+        pattern=pattern,
+        min_length=row.get("min_length"),
+        max_length=row.get("max_length"),
+        min_value=row.get("min_value"),
+        max_value=row.get("max_value"),
+        error_message=row.get("error_message"),
+        default_value=default,
+    )
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def _clean_text(value: str, config: Mapping[str, Any], strip: bool) -> str:
+    if strip or config.get("strip"):
+        value = value.strip()
+    if config.get("remove_extra_spaces"):
+        value = _SPACES.sub(" ", value).strip()
+    if config.get("to_lowercase"):
+        value = value.lower()
+    if config.get("to_uppercase"):
+        value = value.upper()
+    replace = config.get("regex_replace")
+    if isinstance(replace, list) and len(replace) == 2:
+        value = re.sub(str(replace[0]), str(replace[1]), value)
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _apply(rule: SanitizationRule, value: Any) -> tuple[Any, str | None]:
+    """(new value, problem or None) for one field."""
+    cfg = rule.config
+    if rule.kind in ("trim", "transform") and isinstance(value, str):
+        value = _clean_text(value, cfg, strip=rule.kind == "trim")
+    elif rule.kind == "escape" and isinstance(value, str):
+        # escape_sql needs no work: values only ever reach SQL as bound parameters.
+        if cfg.get("escape_html", True):
+            value = html.escape(value, quote=True)
+    elif rule.kind == "validate":
+        problem = _validate(rule, value)
+        if problem:
+            return value, problem
+        precision = cfg.get("precision")
+        if isinstance(precision, int) and _is_number(value) and isinstance(value, float):
+            value = round(value, precision)
+    # column-level checks apply to every kind
+    if isinstance(value, str):
+        if rule.min_length is not None and len(value) < rule.min_length:
+            return value, f"must be at least {rule.min_length} characters"
+        if rule.max_length is not None and len(value) > rule.max_length:
+            return value, f"must be at most {rule.max_length} characters"
+        if rule.pattern is not None and not rule.pattern.search(value):
+            return value, "has an invalid format"
+    if _is_number(value):
+        if rule.min_value is not None and value < rule.min_value:
+            return value, f"must be at least {rule.min_value}"
+        if rule.max_value is not None and value > rule.max_value:
+            return value, f"must be at most {rule.max_value}"
+    return value, None
+
+
+def _validate(rule: SanitizationRule, value: Any) -> str | None:
+    cfg = rule.config
+    if cfg.get("check_url_format") or cfg.get("allowed_protocols"):
+        if not isinstance(value, str):
+            return "must be a URL"
+        parts = urlsplit(value)
+        if not parts.scheme or not parts.netloc:
+            return "must be an absolute URL"
+        allowed = cfg.get("allowed_protocols")
+        if allowed and parts.scheme.lower() not in [str(a).lower() for a in allowed]:
+            return f"must use one of the protocols: {', '.join(map(str, allowed))}"
+    if _is_number(value):
+        if "min" in cfg and value < cfg["min"]:
+            return f"must be at least {cfg['min']}"
+        if "max" in cfg and value > cfg["max"]:
+            return f"must be at most {cfg['max']}"
+        if cfg.get("non_negative") and value < 0:
+            return "must not be negative"
+    if isinstance(value, Mapping):
+        missing = [f for f in cfg.get("required_fields", []) if f not in value]
+        if missing:
+            return f"is missing field(s): {', '.join(map(str, missing))}"
+        if cfg.get("non_negative") and any(_is_number(v) and v < 0 for v in value.values()):
+            return "must not contain negative numbers"
+    return None
+
+
+@dataclass(frozen=True)
+class Sanitizer:
+    """The sanitization rules that apply to one endpoint, by field name."""
+
+    rules: Mapping[str, tuple[SanitizationRule, ...]]
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def apply(self, body: Any) -> Any:
+        """A cleaned copy of ``body``; raises VALIDATION_ERROR for a rule's failure."""
+        errors: list[dict[str, Any]] = []
+        cleaned = self._walk(body, [], errors)
+        if errors:
+            raise ApiError(
+                "VALIDATION_ERROR",
+                f"The request body has {len(errors)} invalid field(s)",
+                errors=errors,
+            )
+        return cleaned
+
+    def _walk(self, node: Any, path: list[Any], errors: list[dict[str, Any]]) -> Any:
+        if isinstance(node, list):
+            return [self._walk(v, [*path, i], errors) for i, v in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            for rule in self.rules.get(key, ()):
+                value, problem = _apply(rule, value)
+                if problem:
+                    errors.append(
+                        {
+                            "pointer": _pointer([*path, key]),
+                            "message": rule.error_message or f"'{key}' {problem}",
+                            "keyword": f"sanitize:{rule.kind}",
+                        }
+                    )
+                    break
+            out[key] = self._walk(value, [*path, key], errors)
+        if not path:
+            for name, rules in self.rules.items():
+                for rule in rules:
+                    if rule.default_value is not None and out.get(name) is None:
+                        out[name] = rule.default_value
+        return out
+
+
+def build_sanitizer(rules: Sequence[SanitizationRule]) -> Sanitizer:
+    grouped: dict[str, list[SanitizationRule]] = {}
+    for rule in rules:
+        grouped.setdefault(rule.field_name, []).append(rule)
+    return Sanitizer({k: tuple(v) for k, v in grouped.items()})
