@@ -103,7 +103,7 @@ async def migrate(conn: asyncpg.Connection, folder: Path = SQL_DIR) -> list[str]
             if f.name in done:
                 if done[f.name] != f.checksum:
                     raise MigrationError(
-                        f"sql/{f.name} was changed after it was applied "
+                        f"{folder.name}/{f.name} was changed after it was applied "
                         f"(recorded checksum {done[f.name][:12]}, file now {f.checksum[:12]}). "
                         "Applied migrations are immutable: revert the edit and add a new "
                         "numbered migration instead."

@@ -54,13 +54,22 @@ class EngineClient(httpx.Client):
         return {"Authorization": f"Bearer {self.token(**kwargs)}"}
 
     def wait_for(
-        self, method: str, path: str, status: int, timeout_s: float = 5.0, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        status: int,
+        timeout_s: float = 5.0,
+        code: str | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """Poll until ``method path`` answers ``status`` (e.g. after a catalogue reload)."""
+        """Poll until ``method path`` answers ``status`` (and error ``code``, if given)."""
         deadline = time.monotonic() + timeout_s
         while True:
             response = self.request(method, path, **kwargs)
-            if response.status_code == status or time.monotonic() > deadline:
+            done = response.status_code == status and (
+                code is None or response.json().get("code") == code
+            )
+            if done or time.monotonic() > deadline:
                 return response
             time.sleep(0.05)
 
