@@ -134,13 +134,16 @@ def translate(
 ) -> ApiError:
     """Map a driver or server error to an ApiError, keyed on SQLSTATE."""
     internal = f"{type(exc).__name__}: {exc}"
+    if acquiring:
+        # whatever stops us getting a connection (refused, timeout, database closed to
+        # connections, too many clients) is a connection problem for the caller
+        detail = (
+            "No database connection became free in time" if isinstance(exc, TimeoutError) else None
+        )
+        return ApiError(
+            "DATABASE_CONNECTION_ERROR", detail, internal=internal, database_error=internal
+        )
     if isinstance(exc, TimeoutError):
-        if acquiring:
-            return ApiError(
-                "DATABASE_CONNECTION_ERROR",
-                "No database connection became free in time",
-                internal=internal,
-            )
         return ApiError("STATEMENT_TIMEOUT", internal=internal, database_error="client timeout")
     if isinstance(exc, asyncpg.exceptions._base.DataError):
         # the driver refused to encode an argument (e.g. out of range for the column type)

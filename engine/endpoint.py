@@ -281,6 +281,8 @@ def _failure(
     state: dict[str, Any],
 ) -> Response:
     entry = catalog.errors.get(error.code)
+    if entry.status >= 500 and error.internal:
+        log.error("%s %s -> %s: %s", request.method, request.url.path, entry.code, error.internal)
     languages = parse_accept_language(request.headers.get("accept-language"))
     body, lang = problem_body(
         error, entry, request_id=request_id, instance=request.url.path, languages=languages

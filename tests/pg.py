@@ -27,6 +27,10 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
 def _docker_available() -> bool:
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
         return False
