@@ -129,7 +129,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on"
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
+    log.info("engine stopped")
     return 0
 
 
