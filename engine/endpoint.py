@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import re
 import time
@@ -27,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from engine.auth import Authenticator, Principal, authorize
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
-from engine.database import Database, run_statement, translate
+from engine.database import Database, release, run_statement, translate
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.settings import Settings
@@ -60,11 +61,16 @@ class _Source:
     claims: Mapping[str, Any] | None
 
 
+# request ids: a random per-process prefix and a counter (uuid4 per request costs a syscall)
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ids = itertools.count(1)
+
+
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}-{next(_ids):x}"
 
 
 class Dispatcher:
@@ -372,7 +378,7 @@ async def _end_stream(pool: asyncpg.Pool, conn: asyncpg.Connection, tx: Any) -> 
     except Exception:  # the connection may already be gone
         pass
     finally:
-        await pool.release(conn)
+        await release(pool, conn)
 
 
 def _csv_cell(value: Any) -> Any:
