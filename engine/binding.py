@@ -41,7 +41,10 @@ COMPATIBLE: dict[str, frozenset[str]] = {
     "timestamp": frozenset({"timestamp", "timestamptz"}),
     "json": frozenset({"json", "jsonb"}),
 }
-_INT_TEXT = re.compile(r"[+-]?\d+")
+# ASCII digits only: int() and Decimal() also take other scripts' digits and "1_000"
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="engine"'}
 _TRUE = {"true", "t", "1", "yes", "y", "on"}
 _FALSE = {"false", "f", "0", "no", "n", "off"}
 
@@ -71,7 +74,13 @@ class Source(Protocol):
 
 def compatible(declared: str, pg: PgType, items: str | None = None) -> bool:
     if declared == "array":
-        return pg.kind == "array"
+        if pg.kind != "array":
+            return False
+        # a declared element type must suit a known element type (an enum element is unknown)
+        if items is None or pg.element is None:
+            return True
+        known = any(pg.element in names for names in COMPATIBLE.values())
+        return not known or pg.element in COMPATIBLE.get(items, frozenset())
     if declared == "string" and pg.kind == "enum":
         return True
     return pg.name in COMPATIBLE.get(declared, frozenset())
@@ -88,8 +97,9 @@ def check_types(params: Sequence[ParamSpec], pg_types: Sequence[PgType]) -> list
         return problems
     for p, pg in zip(params, pg_types, strict=True):
         if not compatible(p.type, pg, p.items):
+            declared = f"{p.type} of {p.items}" if p.items else p.type
             problems.append(
-                f"${p.position} '{p.name}' is declared {p.type} but PostgreSQL infers "
+                f"${p.position} '{p.name}' is declared {declared} but PostgreSQL infers "
                 f"{pg.name}; change the type or add a cast such as ${p.position}::"
                 f"{_suggest_cast(p.type)}"
             )
@@ -149,19 +159,20 @@ def _to_number(pg: str) -> Coercer:
         if isinstance(raw, int | float):
             value: Any = raw
         elif text and isinstance(raw, str):
+            if not _NUMBER_TEXT.fullmatch(raw.strip()):
+                raise BadValue("must be a number")
             try:
                 value = Decimal(raw.strip())
             except InvalidOperation:
                 raise BadValue("must be a number") from None
         else:
             raise BadValue("must be a number")
-        if isinstance(value, Decimal) and not value.is_finite():
-            raise BadValue("must be a finite number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise BadValue("must be a finite number")
         if pg == "numeric":
             return value if isinstance(value, Decimal) else Decimal(str(value))
-        return float(value)
+        value = float(value)
+        if not math.isfinite(value):  # "1e400" is a finite decimal but no float
+            raise BadValue("must be a finite number")
+        return value
 
     return coerce
 
@@ -340,7 +351,9 @@ class Binder:
                 claims = source.claims
                 if claims is None:
                     raise ApiError(
-                        "AUTHENTICATION_REQUIRED", "This endpoint needs an authenticated caller"
+                        "AUTHENTICATION_REQUIRED",
+                        "This endpoint needs an authenticated caller",
+                        headers=_CHALLENGE,  # a 401 names its scheme (RFC 9110), as auth's do
                     )
                 value = claims.get(p.claim or p.name)
                 if value is None:

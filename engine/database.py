@@ -17,6 +17,8 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.exceptions._base import DataError as ArgumentError
+from asyncpg.exceptions._base import InternalClientError
 
 from engine.errors import ApiError
 from engine.settings import Settings
@@ -120,6 +122,11 @@ async def run_statement(
         return [], affected_rows(status)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise translate(exc, operation, known_codes) from exc
+    except InternalClientError as exc:
+        # the driver lost track of the connection (e.g. its backend was terminated
+        # while idle): never reuse it
+        conn.terminate()
+        raise translate(exc, operation, known_codes) from exc
     finally:
         await release(pool, conn)
 
@@ -163,12 +170,15 @@ def translate(
         )
     if isinstance(exc, TimeoutError):
         return ApiError("STATEMENT_TIMEOUT", internal=internal, database_error="client timeout")
-    if isinstance(exc, asyncpg.exceptions._base.DataError):
+    if isinstance(exc, ArgumentError):
         # the driver refused to encode an argument (e.g. out of range for the column type)
         return ApiError(
             "INVALID_VALUE", "A parameter value does not fit its column", internal=internal
         )
-    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+    if isinstance(
+        exc,
+        OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError | InternalClientError,
+    ):
         return ApiError("DATABASE_CONNECTION_ERROR", internal=internal, database_error=internal)
     if not isinstance(exc, asyncpg.PostgresError):
         return ApiError("INTERNAL_ERROR", internal=internal)

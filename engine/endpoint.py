@@ -39,6 +39,7 @@ log = logging.getLogger("engine.endpoint")
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 _STREAM_BATCH = 500
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass
@@ -116,8 +117,8 @@ async def handle(services: Services, request: Request) -> Response:
         body = None
         if ep.needs_body:
             body = await _read_body(request, services.settings.max_body_bytes, state)
-            if ep.sanitizer is not None and body is not None:
-                body = ep.sanitizer.apply(body)
+            if ep.sanitizer is not None:
+                body = ep.sanitizer.apply({} if body is None else body)
             state["body"] = body
             if ep.body_schema is not None:
                 ep.body_schema.check({} if body is None else body)
@@ -196,7 +197,7 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
     raw_limit = request.query_params.get("limit")
     raw_offset = request.query_params.get("offset")
     if raw_limit is not None:
-        if raw_limit.isdigit() and 1 <= int(raw_limit) <= paginate.max_limit:
+        if _DIGITS.fullmatch(raw_limit) and 1 <= int(raw_limit) <= paginate.max_limit:
             limit = int(raw_limit)
         else:
             errors.append(
@@ -207,7 +208,7 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
                 }
             )
     if raw_offset is not None:
-        if raw_offset.isdigit() and int(raw_offset) <= 2**62:
+        if _DIGITS.fullmatch(raw_offset) and int(raw_offset) <= 2**62:
             offset = int(raw_offset)
         else:
             errors.append(
@@ -382,11 +383,13 @@ async def _end_stream(pool: asyncpg.Pool, conn: asyncpg.Connection, tx: Any) -> 
 
 
 def _csv_cell(value: Any) -> Any:
+    """A CSV cell written as the JSON answer would write the value (true, ISO 8601...)."""
     if value is None:
         return ""
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return value
+    if isinstance(value, str):
+        return value
+    text = encode(value).decode()
+    return text[1:-1] if text.startswith('"') else text
 
 
 def _csv_lines(rows: list[list[Any]]) -> bytes:

@@ -20,14 +20,27 @@ import orjson
 from engine.errors import ApiError
 from engine.spec import ResultSpec
 
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson writes as a JSON integer
+
+
+def _decimal(value: Decimal) -> Any:
+    if not value.is_finite():
+        return None  # JSON has no NaN or Infinity; orjson writes such floats as null too
+    if (
+        value == value.to_integral_value()
+        and isinstance(value.as_tuple().exponent, int)
+        and value.as_tuple().exponent >= 0
+        and _INT_RANGE[0] <= value <= _INT_RANGE[1]
+    ):
+        return int(value)
+    # every digit of a numeric, in plain notation (a float would round numeric(20,2)
+    # amounts; the driver may hand over 1.00E+30 for a numeric(40,0))
+    return orjson.Fragment(format(value, "f"))
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return (
-            int(value)
-            if value == value.to_integral_value() and value.as_tuple().exponent >= 0
-            else float(value)
-        )
+        return _decimal(value)
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     if isinstance(
@@ -42,6 +55,9 @@ def _default(value: Any) -> Any:
         return list(value)
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
+    items = getattr(value, "items", None)
+    if callable(items):  # a composite value (the driver's record type): an object
+        return dict(items())
     return str(value)
 
 
@@ -141,9 +157,9 @@ class Envelope:
             if shaped.count is not None:
                 meta["count"] = shaped.count
             body["meta"] = meta
-        if shaped.pagination is not None and (
-            self.include_pagination or self.response_type == "paginated"
-        ):
+        # a paginated answer always says where the next page is, whichever template
+        # wraps it: without it a client cannot page (include_pagination cannot drop it)
+        if shaped.pagination is not None:
             body["pagination"] = dict(shaped.pagination)
         if self.include_timestamps:
             body["timestamp"] = _now()
@@ -167,11 +183,17 @@ def compile_envelope(row: Mapping[str, Any]) -> Envelope:
         headers = {}
     return Envelope(
         response_type=row["response_type"],
-        include_metadata=bool(row.get("include_metadata", True)),
-        include_pagination=bool(row.get("include_pagination", False)),
-        include_timestamps=bool(row.get("include_timestamps", True)),
+        include_metadata=_flag(row, "include_metadata", True),
+        include_pagination=_flag(row, "include_pagination", False),
+        include_timestamps=_flag(row, "include_timestamps", True),
         headers=tuple((str(k), str(v)) for k, v in headers.items()),
     )
+
+
+def _flag(row: Mapping[str, Any], name: str, default: bool) -> bool:
+    """A nullable boolean column: NULL means the column's default, not false."""
+    value = row.get(name)
+    return default if value is None else bool(value)
 
 
 def default_page_body(shaped: Shaped) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime as dt
 import html
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -41,10 +43,7 @@ def _close_objects(schema: Any) -> Any:
         return [_close_objects(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {
-        k: _close_objects(v) if k in ("properties", "items", "prefixItems", "$defs") else v
-        for k, v in schema.items()
-    }
+    out = {k: _close_objects(v) if k in ("items", "prefixItems") else v for k, v in schema.items()}
     if isinstance(out.get("properties"), dict):
         out["properties"] = {k: _close_objects(v) for k, v in out["properties"].items()}
     if isinstance(out.get("$defs"), dict):
@@ -76,7 +75,9 @@ def _errors_of(error: JsonSchemaError) -> list[dict[str, Any]]:
             if name not in error.instance
         ]
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-        declared = set((error.schema or {}).get("properties", {}))
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        declared = set(schema.get("properties", {}))
+        patterns = list(schema.get("patternProperties", {}))
         return [
             {
                 "pointer": _pointer([*base, name]),
@@ -84,7 +85,7 @@ def _errors_of(error: JsonSchemaError) -> list[dict[str, Any]]:
                 "keyword": "additionalProperties",
             }
             for name in error.instance
-            if name not in declared
+            if name not in declared and not any(re.search(p, name) for p in patterns)
         ]
     return [{"pointer": _pointer(base), "message": message, "keyword": str(error.validator)}]
 
@@ -111,6 +112,10 @@ class SchemaValidator:
         return found
 
     def check(self, instance: Any) -> None:
+        if self.applies_to == "query":
+            # the query object holds bound values (date, UUID, Decimal...): check them
+            # as the JSON a client would write them
+            instance = _as_json(instance)
         found = self.errors(instance)
         if found:
             where = "body" if self.applies_to == "body" else "query string"
@@ -119,6 +124,21 @@ class SchemaValidator:
                 f"The request {where} has {len(found)} invalid field(s)",
                 errors=found,
             )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` in the JSON data model: dates and times as ISO text, UUIDs as text."""
+    if isinstance(value, Mapping):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
 
 
 def compile_schema(

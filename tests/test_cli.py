@@ -8,7 +8,7 @@ import sys
 
 import jwt
 
-from tests.rows import add_endpoint
+from tests.helpers import add_endpoint
 
 
 def run_cli(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from tests.helpers import add_endpoint
 from tests.pg import DB, database_name
-from tests.rows import add_endpoint
 
 SECRET_NAMES = (
     "widgets",
@@ -78,7 +78,7 @@ def widgets(db):
         "DELETE FROM widgets WHERE id = $1",
         [{"name": "id", "in": "path", "type": "integer"}],
         {"shape": "none", "not_found": "RESOURCE_NOT_FOUND"},
-        operation="DELETE",
+        database_operation="DELETE",
     )
     add_endpoint(
         db,

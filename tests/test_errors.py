@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.rows import add_endpoint
+from tests.helpers import add_endpoint
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id", "instance"}
 ADMIN = {"Authorization": "Bearer admin"}
@@ -124,7 +124,7 @@ def test_failed_requests_are_logged_through_log_api_error_without_secrets(db, cl
         "SELECT $1::int AS n",
         [{"name": "n", "in": "body", "type": "integer", "required": True}],
         {"shape": "scalar"},
-        operation="SELECT",
+        database_operation="SELECT",
     )
     client.wait_for("POST", "/logged", 200, json={"n": 1})
     response = client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.rows import add_endpoint
+from tests.helpers import add_endpoint
 
 
 def test_inserted_row_becomes_a_route_and_deactivating_or_deleting_removes_it(db, client):

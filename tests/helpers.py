@@ -1,0 +1,202 @@
+"""Small helpers for tests that publish their own endpoints by inserting rows.
+
+Rows are written before the engine starts (``serve``), so its first catalogue
+already holds them; rows that cannot work are read back from the admin
+catalogue report. Nothing here mocks the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.engine_server import EngineClient
+from tests.pg import DB
+
+ADMIN_TOKEN = "admin-token-for-tests"
+PROBLEM = "application/problem+json"
+
+_OPERATION = {"GET": "SELECT", "POST": "INSERT", "PUT": "UPDATE", "PATCH": "UPDATE"}
+_JSON_COLUMNS = {"query_parameters", "result_mapping"}
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def add_endpoint(
+    db: DB,
+    path: str,
+    method: str = "GET",
+    sql: str = "SELECT 1 AS one",
+    params: Sequence[dict[str, Any]] = (),
+    result: dict[str, Any] | None = None,
+    **columns: Any,
+) -> int:
+    """Insert one ``api_endpoint_mappings`` row; returns its id.
+
+    Defaults keep tests independent of other concerns: no auth, no cache, no rate
+    limit, ``database_operation`` derived from the method.
+    """
+    method = method.upper()
+    row: dict[str, Any] = {
+        "endpoint_path": path,
+        "http_method": method,
+        "service_name": "test_service",
+        "database_operation": _OPERATION.get(method, "DELETE"),
+        "query_template": sql,
+        "query_parameters": list(params),
+        "result_mapping": result if result is not None else {"shape": "list"},
+        "requires_auth": False,
+        "cache_enabled": False,
+        "rate_limit_per_minute": None,
+    }
+    row.update(columns)
+    names = list(row)
+    values = []
+    holders = []
+    for i, name in enumerate(names, start=1):
+        value = row[name]
+        if name in _JSON_COLUMNS:
+            values.append(_json(value))
+            holders.append(f"${i}::jsonb")
+        else:
+            values.append(value)
+            holders.append(f"${i}")
+    return db.fetchval(
+        f"INSERT INTO api_endpoint_mappings ({', '.join(names)}) "
+        f"VALUES ({', '.join(holders)}) RETURNING id",
+        *values,
+    )
+
+
+def add_schema(
+    db: DB,
+    mapping_id: int,
+    schema: dict[str, Any],
+    *,
+    applies_to: str = "body",
+    strict_mode: bool = True,
+    allow_unknown_fields: bool = False,
+    sanitize_input: bool = True,
+    name: str = "test_schema",
+) -> int:
+    return db.fetchval(
+        "INSERT INTO api_validation_schemas (endpoint_mapping_id, schema_name, "
+        "validation_schema, strict_mode, allow_unknown_fields, sanitize_input, applies_to) "
+        "VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) RETURNING id",
+        mapping_id,
+        name,
+        _json(schema),
+        strict_mode,
+        allow_unknown_fields,
+        sanitize_input,
+        applies_to,
+    )
+
+
+def add_rule(
+    db: DB,
+    field_name: str,
+    sanitization_type: str,
+    config: dict[str, Any] | None = None,
+    *,
+    mapping_id: int | None = None,
+    field_type: str = "string",
+    **columns: Any,
+) -> int:
+    """Insert one ``data_sanitization_rules`` row (columns: min_value, error_message, ...)."""
+    row: dict[str, Any] = {
+        "field_name": field_name,
+        "field_type": field_type,
+        "sanitization_type": sanitization_type,
+        "sanitization_config": _json(config or {}),
+        "endpoint_mapping_id": mapping_id,
+        **columns,
+    }
+    names = list(row)
+    holders = [
+        f"${i}::jsonb" if n == "sanitization_config" else f"${i}"
+        for i, n in enumerate(names, start=1)
+    ]
+    return db.fetchval(
+        f"INSERT INTO data_sanitization_rules ({', '.join(names)}) "
+        f"VALUES ({', '.join(holders)}) RETURNING id",
+        *row.values(),
+    )
+
+
+def add_template(
+    db: DB,
+    response_type: str,
+    *,
+    mapping_id: int | None = None,
+    headers: dict[str, str] | None = None,
+    include_metadata: bool | None = True,
+    include_pagination: bool | None = False,
+    include_timestamps: bool | None = True,
+) -> int:
+    return db.fetchval(
+        "INSERT INTO api_response_templates (endpoint_mapping_id, response_type, "
+        "response_schema, response_headers, include_metadata, include_pagination, "
+        "include_timestamps) VALUES ($1, $2, '{}'::jsonb, $3::jsonb, $4, $5, $6) RETURNING id",
+        mapping_id,
+        response_type,
+        _json(headers) if headers is not None else None,
+        include_metadata,
+        include_pagination,
+        include_timestamps,
+    )
+
+
+def add_error_code(db: DB, code: str, status: int, message: str, **columns: Any) -> None:
+    db.execute(
+        "INSERT INTO api_error_codes (error_code, http_status_code, error_category, "
+        "error_message) VALUES ($1, $2, $3, $4)",
+        code,
+        status,
+        columns.get("category", "business"),
+        message,
+    )
+
+
+def serve(make_client: Callable[..., EngineClient], **settings: Any) -> EngineClient:
+    """Start an engine (with the admin report on) on the test database."""
+    settings.setdefault("admin_token", ADMIN_TOKEN)
+    return make_client(**settings)
+
+
+def catalog_report(client: EngineClient) -> dict[str, Any]:
+    response = client.get("/_engine/catalog", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def problems_of(client: EngineClient, mapping_id: int) -> list[str]:
+    """Reasons the catalogue gives for not serving ``mapping_id``."""
+    return [
+        p["reason"]
+        for p in catalog_report(client)["problems"]
+        if p["table"] == "api_endpoint_mappings" and p["id"] == mapping_id
+    ]
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status and code; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM), response.headers
+    body = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert body["request_id"]
+    return body
+
+
+def error_for(body: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    """The single entry of ``body['errors']`` whose ``key`` equals ``value``."""
+    found = [e for e in body.get("errors", []) if e.get(key) == value]
+    assert len(found) == 1, body.get("errors")
+    return found[0]
