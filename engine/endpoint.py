@@ -259,9 +259,11 @@ async def _execute(
 
 def _success(ep: CompiledEndpoint, shaped: Shaped, request_id: str, *, head: bool) -> Response:
     headers = {"X-Request-ID": request_id}
-    if shaped.empty:
-        return Response(status_code=shaped.status, headers=headers)
     envelope = ep.paginated if shaped.pagination is not None and ep.paginated else ep.success
+    if shaped.empty:
+        if envelope is not None:
+            headers.update(envelope.headers)
+        return Response(status_code=shaped.status, headers=headers)
     if envelope is not None:
         body: Any = envelope.wrap(shaped, request_id=request_id, endpoint=ep.spec.label)
         headers.update(envelope.headers)
