@@ -1,10 +1,14 @@
-"""Who is calling: bearer tokens (JWT) become a :class:`Principal`; roles and permissions are checked.
+"""Who is calling: API keys and bearer tokens become a :class:`Principal`; access is checked.
 
-A token is verified with ``ENGINE_JWT_SECRET`` (HS256 only; ``alg: none`` and
-any other algorithm are refused), must carry ``exp``, and may carry ``sub``,
-``roles``, ``permissions`` and ``tenant_id``. Parameters bound ``in: auth``
-read these claims, never anything the client sends in the query or body.
-Nothing here touches the database.
+- ``X-API-Key``: checked against the in-memory :class:`~engine.keys.KeyStore`.
+- ``Authorization: Bearer <JWT>``: HS256 with ``ENGINE_JWT_SECRET``, or RS256 /
+  ES256 with ``ENGINE_JWT_PUBLIC_KEY``, from an explicit allow-list (never
+  ``none``, never an HMAC algorithm with a public key). ``exp`` is required,
+  ``nbf`` honoured, 30 s leeway; ``aud`` and ``iss`` are checked when
+  configured. Claims: ``sub``, ``roles``, ``permissions``, ``tenant_id``.
+
+Parameters bound ``in: auth`` read these claims, never what the client sends
+in the query or body. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from typing import Any
 import jwt
 
 from engine.errors import ApiError
+from engine.keys import KeyStore
 
-ALGORITHMS = ("HS256",)
 LEEWAY_S = 30
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA"}
+)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="engine"'}
 
 
@@ -31,6 +39,7 @@ class Principal:
     roles: frozenset[str] = frozenset()
     permissions: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "jwt"  # jwt | key
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -41,13 +50,61 @@ def _names(value: Any) -> frozenset[str]:
     return frozenset()
 
 
+@dataclass(frozen=True)
+class JwtConfig:
+    """How bearer tokens are verified; built once from the settings."""
+
+    key: Any = None
+    algorithms: tuple[str, ...] = ()
+    audience: str | None = None
+    issuer: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        secret: str | None,
+        public_key: str | None,
+        algorithms: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> JwtConfig:
+        if secret and public_key:
+            raise ValueError("set ENGINE_JWT_SECRET or ENGINE_JWT_PUBLIC_KEY, not both")
+        wanted = tuple(a.strip() for a in (algorithms or "").split(",") if a.strip())
+        if public_key:
+            pem = public_key
+            if "-----BEGIN" not in pem and Path(pem).is_file():
+                pem = Path(pem).read_text()
+            allowed = wanted or ("RS256", "ES256")
+            bad = [a for a in allowed if a not in PUBLIC_KEY_ALGORITHMS]
+            if bad:
+                raise ValueError(f"algorithms not allowed with a public key: {', '.join(bad)}")
+            return cls(pem, allowed, audience, issuer)
+        if secret:
+            allowed = wanted or ("HS256",)
+            bad = [a for a in allowed if a not in HMAC_ALGORITHMS]
+            if bad:
+                raise ValueError(f"algorithms not allowed with a shared secret: {', '.join(bad)}")
+            return cls(secret, allowed, audience, issuer)
+        return cls()
+
+
 class Authenticator:
     """Turns request headers into a Principal (or None for an anonymous call)."""
 
-    def __init__(self, jwt_secret: str | None) -> None:
-        self._secret = jwt_secret
+    def __init__(
+        self, jwt_config: JwtConfig | str | None = None, keys: KeyStore | None = None
+    ) -> None:
+        if isinstance(jwt_config, str) or jwt_config is None:
+            jwt_config = JwtConfig.build(secret=jwt_config, public_key=None)
+        self._jwt = jwt_config
+        self._keys = keys
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
+        api_key = headers.get("x-api-key")
+        if api_key is not None:
+            return self._from_key(api_key)
         header = headers.get("authorization")
         if not header:
             return None
@@ -56,20 +113,58 @@ class Authenticator:
             raise ApiError(
                 "INVALID_TOKEN", "Use 'Authorization: Bearer <token>'", headers=_CHALLENGE
             )
-        if not self._secret:
+        return self._from_jwt(token.strip())
+
+    def _from_key(self, key: str) -> Principal:
+        stored = self._keys.check(key) if self._keys is not None else None
+        if stored is None:
+            raise ApiError("INVALID_TOKEN", "The API key is not valid", headers=_CHALLENGE)
+        claims: dict[str, Any] = {
+            "sub": f"key:{stored.name}",
+            "roles": list(stored.roles),
+            "permissions": list(stored.permissions),
+        }
+        if stored.tenant_id is not None:
+            claims["tenant_id"] = stored.tenant_id
+        return Principal(
+            subject=claims["sub"],
+            roles=frozenset(stored.roles),
+            permissions=frozenset(stored.permissions),
+            claims=claims,
+            kind="key",
+        )
+
+    def _from_jwt(self, token: str) -> Principal:
+        cfg = self._jwt
+        if cfg.key is None:
             raise ApiError(
                 "INVALID_TOKEN", "This server accepts no bearer tokens", headers=_CHALLENGE
             )
+        require = ["exp"]
+        if cfg.audience:
+            require.append("aud")
+        if cfg.issuer:
+            require.append("iss")
         try:
             claims = jwt.decode(
-                token.strip(),
-                self._secret,
-                algorithms=list(ALGORITHMS),
+                token,
+                cfg.key,
+                algorithms=list(cfg.algorithms),
+                audience=cfg.audience,
+                issuer=cfg.issuer,
                 leeway=LEEWAY_S,
-                options={"require": ["exp"], "verify_aud": False},
+                options={"require": require, "verify_aud": bool(cfg.audience)},
             )
         except jwt.ExpiredSignatureError:
             raise ApiError("INVALID_TOKEN", "The token has expired", headers=_CHALLENGE) from None
+        except jwt.ImmatureSignatureError:
+            raise ApiError(
+                "INVALID_TOKEN", "The token is not valid yet", headers=_CHALLENGE
+            ) from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise ApiError(
+                "INVALID_TOKEN", "The token is for another audience or issuer", headers=_CHALLENGE
+            ) from None
         except jwt.PyJWTError:
             raise ApiError("INVALID_TOKEN", "The token is not valid", headers=_CHALLENGE) from None
         return Principal(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from engine.binding import Binder, PgType, check_types
-from engine.database import Database, describe, init_connection, is_read_only
+from engine.database import Database, describe, is_read_only
 from engine.errors import ErrorCatalog, ErrorCode, SpecError
 from engine.shaping import Envelope, Shaper, compile_envelope
 from engine.spec import EndpointSpec, parse_row, path_regex, path_specificity
@@ -107,12 +108,63 @@ class Problem:
 
 @dataclass(frozen=True)
 class CacheConfig:
+    """How one endpoint is cached (reads) or which cached reads it invalidates (writes)."""
+
     enabled: bool
     ttl_seconds: int
     strategy: str = "ttl"
     max_entries: int | None = None
-    key_template: str | None = None
-    invalidation_rules: Any = None
+    key_positions: tuple[int, ...] | None = None  # bound values in the key; None: all
+    tables: frozenset[str] = frozenset()  # read: depends on; write: invalidates
+
+
+def _rule_tables(rules: Any) -> list[str]:
+    if rules is None:
+        return []
+    if isinstance(rules, Mapping):
+        rules = rules.get("tables", [])
+    if not isinstance(rules, list) or not all(isinstance(t, str) and t for t in rules):
+        raise SpecError(
+            'cache_invalidation_rules must be {"tables": ["table", ...]} or a list of table names'
+        )
+    return rules
+
+
+def _key_positions(template: str | None, spec: EndpointSpec) -> tuple[int, ...] | None:
+    """Bound values named by cache_key_template (auth-bound ones always stay in the key)."""
+    if not template:
+        return None
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as exc:
+        raise SpecError(f"cache_key_template is malformed: {exc}") from None
+    known = {p.name for p in spec.params}
+    unknown = names - known
+    if unknown:
+        raise SpecError(
+            f"cache_key_template names unknown parameter(s): {', '.join(sorted(unknown))}"
+        )
+    return tuple(p.position - 1 for p in spec.params if p.name in names or p.source == "auth")
+
+
+def cache_config(spec: EndpointSpec, row: Mapping[str, Any] | None) -> CacheConfig:
+    tables = {spec.target_table.lower()} if spec.target_table else set()
+    if row is None:
+        return CacheConfig(
+            enabled=spec.cache_enabled, ttl_seconds=spec.cache_ttl_seconds, tables=frozenset(tables)
+        )
+    tables.update(t.lower() for t in _rule_tables(row["cache_invalidation_rules"]))
+    ttl = row["cache_ttl_seconds"] or spec.cache_ttl_seconds
+    if ttl <= 0:
+        raise SpecError("cache_ttl_seconds must be positive")
+    return CacheConfig(
+        enabled=bool(row["cache_enabled"]) and spec.cache_enabled,
+        ttl_seconds=ttl,
+        strategy=row["cache_strategy"] or "ttl",
+        max_entries=row["cache_max_entries"],
+        key_positions=_key_positions(row["cache_key_template"], spec),
+        tables=frozenset(tables),
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +189,15 @@ class CompiledEndpoint:
     @property
     def needs_body(self) -> bool:
         return self.binder.uses_body or self.body_schema is not None
+
+    @property
+    def cacheable(self) -> bool:
+        return self.spec.is_read and self.cache.enabled and self.spec.result.shape != "stream"
+
+    @property
+    def invalidates(self) -> frozenset[str]:
+        """Tables whose cached reads a successful call of this (write) endpoint drops."""
+        return frozenset() if self.spec.is_read else self.cache.tables
 
 
 @dataclass
@@ -306,16 +367,9 @@ class _Compiler:
 
         binder = Binder(spec.params, pg_types)
         timeout_ms = spec.statement_timeout_ms
-        cache = CacheConfig(enabled=spec.cache_enabled, ttl_seconds=spec.cache_ttl_seconds)
-        if cache_row is not None:
-            cache = CacheConfig(
-                enabled=bool(cache_row["cache_enabled"]) and spec.cache_enabled,
-                ttl_seconds=cache_row["cache_ttl_seconds"] or spec.cache_ttl_seconds,
-                strategy=cache_row["cache_strategy"] or "ttl",
-                max_entries=cache_row["cache_max_entries"],
-                key_template=cache_row["cache_key_template"],
-                invalidation_rules=cache_row["cache_invalidation_rules"],
-            )
+        cache = cache_config(spec, cache_row)
+        if spec.is_read and cache.enabled and spec.cache_ttl_seconds <= 0 and cache_row is None:
+            raise SpecError("cache_ttl_seconds must be positive when cache_enabled")
         return CompiledEndpoint(
             spec=spec,
             binder=binder,
@@ -424,7 +478,7 @@ def _normalise(path: str) -> str:
 
 
 class CatalogManager:
-    """Holds the live catalogue; reloads it on NOTIFY and after a lost listener."""
+    """Holds the live catalogue and rebuilds it when asked (by NOTIFY or a reconnect)."""
 
     def __init__(
         self,
@@ -440,8 +494,6 @@ class CatalogManager:
         self._default_timeout_ms = default_timeout_ms
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listener: asyncpg.Connection | None = None
-        self._lost = asyncio.Event()
         self._generation = 0
         self._on_reload = on_reload
         self.reloads = 0
@@ -468,70 +520,31 @@ class CatalogManager:
             self._on_reload(catalog)
         return catalog
 
+    def request_reload(self, _payload: str = "") -> None:
+        self._wake.set()
+
     async def start(self) -> None:
         await self.load()
-        await self._connect_listener()
-        self._task = asyncio.create_task(self._run(), name="catalog-listener")
+        self._task = asyncio.create_task(self._run(), name="catalog-reloader")
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._close_listener()
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
-
-    def _terminated(self, *_: Any) -> None:
-        self._lost.set()
-        self._wake.set()
-
-    async def _connect_listener(self) -> None:
-        conn = await asyncpg.connect(
-            self.db.url, server_settings={"application_name": "engine-listen"}
-        )
-        await init_connection(conn)
-        conn.add_termination_listener(self._terminated)
-        await conn.add_listener(CHANNEL, self._notified)
-        self._listener = conn
-        self._lost.clear()
-
-    async def _close_listener(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
 
     async def _run(self) -> None:
-        backoff = 0.1
+        failures = 0
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                # a dead socket is not always reported: check the listener now and then
-                if self._listener is None or self._listener.is_closed():
-                    self._lost.set()
-                else:
-                    continue
-            if self._lost.is_set() or self._listener is None or self._listener.is_closed():
-                await self._close_listener()
-                try:
-                    await self._connect_listener()
-                    backoff = 0.1
-                    log.warning("catalogue listener reconnected; reloading in full")
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("catalogue listener cannot reconnect (%s); retrying", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    self._lost.set()
-                    continue
-            await asyncio.sleep(self._debounce)
+            await self._wake.wait()
+            await asyncio.sleep(self._debounce)  # let a burst of changes settle
             self._wake.clear()
             try:
                 await self.load()
+                failures = 0
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 self.reload_failures += 1
+                failures += 1
                 log.error("catalogue reload failed, keeping the previous one: %s", exc)
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 self._wake.set()
-                await asyncio.sleep(min(backoff, 1.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from engine import migrations, pgserver
+from engine import keys, migrations, pgserver
 from engine.auth import dev_secret, mint_token
 from engine.catalog import load_catalog
 from engine.database import init_connection
@@ -150,13 +151,60 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
         mint_token(
             secret,
             subject=args.sub,
-            roles=[r for r in (args.roles or "").split(",") if r],
-            permissions=[p for p in (args.permissions or "").split(",") if p],
+            roles=_split(args.roles),
+            permissions=_split(args.permissions),
             tenant_id=tenant,
             ttl_s=args.ttl,
         )
     )
     return 0
+
+
+async def _keys(url: str, args: argparse.Namespace) -> int:
+    conn = await _connect(url)
+    try:
+        if args.keys_command == "create":
+            expires = None
+            if args.expires_days:
+                expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_days)
+            key = await keys.create_key(
+                conn,
+                args.name,
+                roles=_split(args.roles),
+                permissions=_split(args.permissions),
+                tenant_id=args.tenant,
+                expires_at=expires,
+            )
+            print(key)
+            print(f"(key {args.name!r} created; it is shown only this once)", file=sys.stderr)
+        elif args.keys_command == "list":
+            rows = await keys.list_keys(conn)
+            print(f"{'name':<24}{'status':<10}{'tenant':<8}{'roles':<28}{'last used':<26}")
+            now = dt.datetime.now(dt.UTC)
+            for r in rows:
+                status = (
+                    "revoked"
+                    if r["revoked_at"]
+                    else "expired"
+                    if r["expires_at"] and r["expires_at"] <= now
+                    else "active"
+                )
+                last = r["last_used_at"].isoformat(timespec="seconds") if r["last_used_at"] else "-"
+                tenant = "-" if r["tenant_id"] is None else str(r["tenant_id"])
+                print(f"{r['name']:<24}{status:<10}{tenant:<8}{','.join(r['roles']):<28}{last:<26}")
+        else:
+            await keys.revoke_key(conn, args.name)
+            print(f"key {args.name!r} revoked")
+    except keys.KeyError_ as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    return 0
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--permissions", help="comma-separated permissions")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     sub.add_parser("settings", help="list every setting with its default")
+    keys_parser = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--roles", help="comma-separated roles")
+    create.add_argument("--permissions", help="comma-separated permissions")
+    create.add_argument("--tenant", type=int, help="tenant_id the key acts for")
+    create.add_argument("--expires-days", type=int, help="expire after this many days")
+    keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once, in every process")
+    revoke.add_argument("name")
     return parser
 
 
@@ -206,12 +265,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_seed(url, args.domains))
         if args.command == "check":
             return asyncio.run(_check(url, settings))
+        if args.command == "keys":
+            return asyncio.run(_keys(url, args))
         if args.command == "routes":
             return asyncio.run(_check(url, settings, routes_only=True))
     except migrations.MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError) as exc:
+        print(
+            f"error: {exc}: the meta-schema is missing or out of date; "
+            "run `python -m engine migrate`",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         print(f"error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
+        print(f"error: the database refused: {exc.sqlstate} {exc}", file=sys.stderr)
         return 1
     return 2

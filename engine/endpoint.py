@@ -1,44 +1,44 @@
 """The request flow of a compiled endpoint: the one place that knows every step.
 
-route -> authenticate -> authorise -> read body -> sanitise -> validate ->
-bind -> run (read pool for GET, write pool otherwise, with the row's timeout)
--> shape -> envelope -> encode. Any failure is an ApiError answered as
-``application/problem+json`` and queued for ``log_api_error()``.
+route -> authenticate -> authorise -> rate limit -> read body -> sanitise ->
+validate -> bind -> cache lookup (GET) -> run (read pool for GET, write pool
+otherwise, with the row's timeout) -> shape -> envelope -> encode -> store in
+cache / invalidate cached reads of written tables. Any failure is an ApiError
+answered as ``application/problem+json`` and queued for ``log_api_error()``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import logging
 import re
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from engine.auth import Authenticator, Principal, authorize
+from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
-from engine.database import Database, release, run_statement, translate
+from engine.database import Database, run_statement
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
+from engine.ratelimit import Network, RateLimiter, client_address
 from engine.settings import Settings
 from engine.shaping import Shaped, default_page_body, encode
+from engine.streaming import stream_response
 
 log = logging.getLogger("engine.endpoint")
 
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
-_STREAM_BATCH = 500
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -51,6 +51,10 @@ class Services:
     catalogs: CatalogManager
     authenticator: Authenticator
     errorlog: ErrorLogger
+    cache: ResponseCache
+    limiter: RateLimiter
+    trusted_proxies: tuple[Network, ...] = ()
+    publish_invalidation: Callable[[Iterable[str]], None] = lambda tables: None
 
 
 @dataclass
@@ -94,7 +98,7 @@ async def handle(services: Services, request: Request) -> Response:
     path = request.url.path
     ep: CompiledEndpoint | None = None
     principal: Principal | None = None
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"headers": {"X-Request-ID": request_id}}
     try:
         match = catalog.match(path, method)
         if match is None:
@@ -114,6 +118,8 @@ async def handle(services: Services, request: Request) -> Response:
             roles=spec.required_roles,
             permissions=spec.required_permissions,
         )
+        if spec.rate_limit_per_minute:
+            await _limit(services, request, ep, principal, state)
         body = None
         if ep.needs_body:
             body = await _read_body(request, services.settings.max_body_bytes, state)
@@ -132,10 +138,19 @@ async def handle(services: Services, request: Request) -> Response:
         args = ep.binder.bind(source)
         if ep.query_schema is not None:
             ep.query_schema.check(_query_object(ep, request, args))
+        headers = state["headers"]
         if spec.result.shape == "stream":
-            return await _stream(services, catalog, ep, args, request_id)
-        shaped = await _execute(services, catalog, ep, args, request)
-        return _success(ep, shaped, request_id, head=method == "HEAD")
+            return await stream_response(services.db.read, ep, args, catalog.errors, headers)
+        page = _page_args(ep, request) if ep.page_sql is not None else None
+        if page is not None:
+            args = [*args, page[0] + 1, page[1]]
+        if ep.cacheable:
+            return await _cached(services, catalog, ep, args, page, request, principal, headers)
+        shaped = await _execute(services, catalog, ep, args, page)
+        if ep.invalidates:
+            services.cache.invalidate(ep.invalidates)
+            services.publish_invalidation(ep.invalidates)
+        return _answer(_render(ep, shaped, request_id), request, headers)
     except ApiError as error:
         return _failure(
             services, catalog, ep, error, request, request_id, started, principal, state
@@ -146,6 +161,79 @@ async def handle(services: Services, request: Request) -> Response:
         return _failure(
             services, catalog, ep, error, request, request_id, started, principal, state
         )
+
+
+async def _limit(
+    services: Services,
+    request: Request,
+    ep: CompiledEndpoint,
+    principal: Principal | None,
+    state: dict[str, Any],
+) -> None:
+    if principal is not None:
+        who = principal.subject
+    else:
+        peer = request.client.host if request.client else None
+        who = "ip:" + client_address(peer, request.headers, services.trusted_proxies)
+    limit = ep.spec.rate_limit_per_minute or 0
+    rate = await services.limiter.hit(ep.spec.id, limit, who)
+    if rate is None:
+        return
+    state["headers"].update(rate.headers())
+    if not rate.allowed:
+        raise ApiError(
+            "RATE_LIMIT_EXCEEDED",
+            f"At most {limit} calls a minute; retry in {max(rate.reset_s, 1)} s",
+        )
+
+
+async def _cached(
+    services: Services,
+    catalog: Catalog,
+    ep: CompiledEndpoint,
+    args: list[Any],
+    page: tuple[int, int] | None,
+    request: Request,
+    principal: Principal | None,
+    headers: dict[str, str],
+) -> Response:
+    spec = ep.spec
+    positions = ep.cache.key_positions
+    keyed = args if positions is None else [args[i] for i in positions]
+    if page is not None and positions is not None:
+        keyed = [*keyed, *args[-2:]]
+    subject = principal.subject if (spec.requires_auth and principal) else None
+    key = (spec.version, subject, encode(keyed))
+    answer = services.cache.lookup(spec.id, key)
+    headers["X-Cache"] = "HIT" if answer is not None else "MISS"
+    if answer is None:
+
+        async def compute() -> CachedAnswer:
+            shaped = await _execute(services, catalog, ep, args, page)
+            rendered = _render(ep, shaped, headers["X-Request-ID"])
+            return CachedAnswer(
+                body=rendered.body,
+                status=rendered.status_code,
+                media_type=JSON,
+                headers=tuple(rendered.headers.items()),
+                etag=etag_of(rendered.body),
+                expires_at=time.monotonic() + ep.cache.ttl_seconds,
+            )
+
+        answer = await services.cache.fill(spec.id, key, compute)
+        assert answer is not None
+    headers["ETag"] = answer.etag
+    scope = "private" if spec.requires_auth else "public"
+    headers["Cache-Control"] = f"{scope}, max-age={ep.cache.ttl_seconds}"
+    headers.update(answer.headers)
+    if etag_matches(request.headers.get("if-none-match"), answer.etag):
+        return Response(status_code=304, headers=headers)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(answer.body))
+        return Response(status_code=answer.status, headers=headers, media_type=answer.media_type)
+    return Response(
+        answer.body, status_code=answer.status, headers=headers, media_type=answer.media_type
+    )
 
 
 async def _read_body(request: Request, limit: int, state: dict[str, Any]) -> Any:
@@ -224,58 +312,60 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
 
 
 async def _execute(
-    services: Services, catalog: Catalog, ep: CompiledEndpoint, args: list[Any], request: Request
+    services: Services,
+    catalog: Catalog,
+    ep: CompiledEndpoint,
+    args: list[Any],
+    page: tuple[int, int] | None,
 ) -> Shaped:
     spec = ep.spec
     pool = services.db.pool(spec.is_read)
-    known = catalog.errors
-    if ep.page_sql is not None:
-        limit, offset = _page_args(ep, request)
-        rows, _ = await run_statement(
-            pool,
-            ep.page_sql,
-            [*args, limit + 1, offset],
-            timeout_s=ep.timeout_s,
-            operation=spec.operation,
-            known_codes=known,
-        )
-        return ep.shaper.page(rows, limit, offset)
+    common = {"timeout_s": ep.timeout_s, "operation": spec.operation, "known_codes": catalog.errors}
+    if page is not None and ep.page_sql is not None:
+        rows, _ = await run_statement(pool, ep.page_sql, args, **common)
+        return ep.shaper.page(rows, *page)
     if spec.result.shape == "none":
-        _, affected = await run_statement(
-            pool,
-            ep.sql,
-            args,
-            timeout_s=ep.timeout_s,
-            operation=spec.operation,
-            known_codes=known,
-            rows=False,
-        )
+        _, affected = await run_statement(pool, ep.sql, args, rows=False, **common)
         return ep.shaper.shape((), affected=affected)
-    rows, _ = await run_statement(
-        pool, ep.sql, args, timeout_s=ep.timeout_s, operation=spec.operation, known_codes=known
-    )
+    rows, _ = await run_statement(pool, ep.sql, args, **common)
     return ep.shaper.shape(rows)
 
 
-def _success(ep: CompiledEndpoint, shaped: Shaped, request_id: str, *, head: bool) -> Response:
-    headers = {"X-Request-ID": request_id}
+@dataclass(frozen=True)
+class _Rendered:
+    body: bytes
+    status_code: int
+    headers: dict[str, str]
+    empty: bool
+
+
+def _render(ep: CompiledEndpoint, shaped: Shaped, request_id: str) -> _Rendered:
+    """The encoded success body and the template's headers."""
+    headers: dict[str, str] = {}
     envelope = ep.paginated if shaped.pagination is not None and ep.paginated else ep.success
+    if envelope is not None:
+        headers.update(envelope.headers)
     if shaped.empty:
-        if envelope is not None:
-            headers.update(envelope.headers)
-        return Response(status_code=shaped.status, headers=headers)
+        return _Rendered(b"", shaped.status, headers, True)
     if envelope is not None:
         body: Any = envelope.wrap(shaped, request_id=request_id, endpoint=ep.spec.label)
-        headers.update(envelope.headers)
     elif shaped.pagination is not None:
         body = default_page_body(shaped)
     else:
         body = shaped.payload
-    content = encode(body)
-    if head:
-        headers["Content-Length"] = str(len(content))
-        return Response(status_code=shaped.status, headers=headers, media_type=JSON)
-    return Response(content, status_code=shaped.status, headers=headers, media_type=JSON)
+    return _Rendered(encode(body), shaped.status, headers, False)
+
+
+def _answer(rendered: _Rendered, request: Request, headers: dict[str, str]) -> Response:
+    headers.update(rendered.headers)
+    if rendered.empty:
+        return Response(status_code=rendered.status_code, headers=headers)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(rendered.body))
+        return Response(status_code=rendered.status_code, headers=headers, media_type=JSON)
+    return Response(
+        rendered.body, status_code=rendered.status_code, headers=headers, media_type=JSON
+    )
 
 
 def _failure(
@@ -297,7 +387,7 @@ def _failure(
         error, entry, request_id=request_id, instance=request.url.path, languages=languages
     )
     envelope = (ep.error if ep else None) or catalog.default_error_envelope
-    headers = {"X-Request-ID": request_id, "Content-Language": lang, **error.headers}
+    headers = {**state["headers"], "Content-Language": lang, **error.headers}
     if envelope is not None:
         body = envelope.extend_problem(body, endpoint=ep.spec.label if ep else request.url.path)
         headers.update(envelope.headers)
@@ -327,74 +417,3 @@ def _failure(
     return Response(
         encode(body), status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
     )
-
-
-async def _stream(
-    services: Services, catalog: Catalog, ep: CompiledEndpoint, args: list[Any], request_id: str
-) -> Response:
-    """NDJSON or CSV from a server-side cursor; errors before the first row are normal answers."""
-    spec = ep.spec
-    pool = services.db.read
-    try:
-        conn = await pool.acquire(timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise translate(exc, spec.operation, catalog.errors, acquiring=True) from exc
-    tx = conn.transaction(readonly=True)
-    try:
-        await tx.start()
-        cursor = await conn.cursor(ep.sql, *args, timeout=ep.timeout_s)
-        first = await cursor.fetch(_STREAM_BATCH, timeout=ep.timeout_s)
-    except BaseException as exc:
-        await _end_stream(pool, conn, tx)
-        if isinstance(exc, TimeoutError | OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
-            raise translate(exc, spec.operation, catalog.errors) from exc
-        raise
-
-    csv_mode = spec.result.stream_format == "csv"
-    names = [dict(spec.result.fields).get(n, n) for n, _ in ep.columns]
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            if csv_mode:
-                yield _csv_lines([names])
-            batch = first
-            while batch:
-                if csv_mode:
-                    yield _csv_lines([[_csv_cell(v) for v in r.values()] for r in batch])
-                else:
-                    yield b"".join(encode(ep.shaper.rename(r)) + b"\n" for r in batch)
-                if len(batch) < _STREAM_BATCH:
-                    break
-                batch = await cursor.fetch(_STREAM_BATCH, timeout=ep.timeout_s)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.error("stream %s aborted after it started: %s", spec.label, exc)
-        finally:
-            await _end_stream(pool, conn, tx)
-
-    media = "text/csv; charset=utf-8" if csv_mode else "application/x-ndjson"
-    return StreamingResponse(body(), media_type=media, headers={"X-Request-ID": request_id})
-
-
-async def _end_stream(pool: asyncpg.Pool, conn: asyncpg.Connection, tx: Any) -> None:
-    try:
-        await tx.rollback()
-    except Exception:  # the connection may already be gone
-        pass
-    finally:
-        await release(pool, conn)
-
-
-def _csv_cell(value: Any) -> Any:
-    """A CSV cell written as the JSON answer would write the value (true, ISO 8601...)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    text = encode(value).decode()
-    return text[1:-1] if text.startswith('"') else text
-
-
-def _csv_lines(rows: list[list[Any]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue().encode()

@@ -60,6 +60,42 @@ class Settings:
     jwt_secret: str | None = _setting(
         "ENGINE_JWT_SECRET", None, "HS256 secret for bearer tokens. Unset: no token is accepted."
     )
+    jwt_public_key: str | None = _setting(
+        "ENGINE_JWT_PUBLIC_KEY",
+        None,
+        "PEM public key (or a path to one) for RS256/ES256 bearer tokens; excludes ENGINE_JWT_SECRET.",
+    )
+    jwt_algorithms: str | None = _setting(
+        "ENGINE_JWT_ALGORITHMS",
+        None,
+        "Comma-separated algorithm allow-list. Default: HS256 with a secret, RS256,ES256 with a key.",
+    )
+    jwt_audience: str | None = _setting(
+        "ENGINE_JWT_AUDIENCE", None, "When set, tokens must carry this aud claim."
+    )
+    jwt_issuer: str | None = _setting(
+        "ENGINE_JWT_ISSUER", None, "When set, tokens must carry this iss claim."
+    )
+    redis_url: str | None = _setting(
+        "ENGINE_REDIS_URL",
+        None,
+        "redis://host:port/db for rate-limit counters shared by every process. Unset: in-process.",
+    )
+    trusted_proxies: str | None = _setting(
+        "ENGINE_TRUSTED_PROXIES",
+        None,
+        "Comma-separated proxy addresses/networks whose X-Forwarded-For is believed.",
+    )
+    cache_max_entries: int = _setting(
+        "ENGINE_CACHE_MAX_ENTRIES",
+        1000,
+        "Answers kept per cacheable endpoint unless api_cache_config.cache_max_entries says otherwise.",
+    )
+    cache_stats_interval_s: int = _setting(
+        "ENGINE_CACHE_STATS_INTERVAL_S",
+        30,
+        "How often cache figures are written to api_performance_metrics and api_cache_config.",
+    )
     admin_token: str | None = _setting(
         "ENGINE_ADMIN_TOKEN",
         None,
@@ -96,7 +132,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None and any(s in f.name for s in ("secret", "token")):
+            if value is not None and any(s in f.name for s in ("secret", "token", "redis")):
                 value = "***"
             elif value and f.name.endswith("database_url"):
                 value = _hide_password(value)

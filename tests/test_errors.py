@@ -139,8 +139,14 @@ def test_failed_requests_are_logged_through_log_api_error_without_secrets(db, cl
     assert response.status_code == 401  # the bad bearer token is refused first
     response = client.post(
         "/logged",
-        json={"n": "nope", "password": "hunter2", "api_key": "k-123"},
+        json={"n": "nope"},
         headers={"X-API-Key": "super-secret-key", "X-Request-ID": "log-me-2"},
+    )
+    assert response.status_code == 401  # so is an unknown API key
+    response = client.post(
+        "/logged",
+        json={"n": "nope", "password": "hunter2", "api_key": "k-123"},
+        headers={"X-Request-ID": "log-me-3", "Cookie": "session=cookie-secret"},
     )
     assert response.status_code == 400
     client.engine.flush_errors()
@@ -148,19 +154,19 @@ def test_failed_requests_are_logged_through_log_api_error_without_secrets(db, cl
         r["request_id"]: r
         for r in db.fetch("SELECT * FROM api_error_logs WHERE request_id LIKE 'log-me-%'")
     }
-    assert set(rows) == {"log-me-1", "log-me-2"}
-    row = rows["log-me-2"]
+    assert set(rows) == {"log-me-1", "log-me-2", "log-me-3"}
+    row = rows["log-me-3"]
     assert row["error_code"] == "INVALID_PARAMETER"
     assert row["endpoint_path"] == "/logged" and row["http_method"] == "POST"
     assert row["response_status_code"] == 400
     assert rows["log-me-1"]["error_code"] == "INVALID_TOKEN"
+    assert rows["log-me-2"]["error_code"] == "INVALID_TOKEN"
     everything = " ".join(str(v) for r in rows.values() for v in dict(r).values())
-    for secret in ("hunter2", "k-123", "super-secret-key", "abc.def.ghi"):
+    for secret in ("hunter2", "k-123", "super-secret-key", "abc.def.ghi", "cookie-secret"):
         assert secret not in everything
-    headers = row["request_headers"]
-    assert "x-api-key" not in {k.lower() for k in headers} and "authorization" not in {
-        k.lower() for k in headers
-    }
+    for logged in rows.values():
+        names = {k.lower() for k in logged["request_headers"]}
+        assert not names & {"x-api-key", "authorization", "cookie"}
 
 
 def test_database_errors_are_logged_with_their_sqlstate(db, client):

@@ -1,0 +1,276 @@
+"""The response cache: encoded answers of cacheable GETs, per endpoint, invalidated by table.
+
+Each cacheable endpoint gets a cachetools cache chosen by ``api_cache_config``
+(``ttl``, ``lru`` or ``lfu``; size bound ``cache_max_entries``). Keys are
+built by the endpoint (its id, version, every bound value, and the principal
+when the endpoint requires auth), so answers never cross principals.
+Concurrent misses of one key run the query once. A write drops the cached
+reads of the tables it touches; a per-table generation makes sure an answer
+computed while such a write committed is not stored afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import LFUCache, LRUCache, TTLCache
+
+DEFAULT_MAX_ENTRIES = 1000
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    body: bytes
+    status: int
+    media_type: str
+    headers: tuple[tuple[str, str], ...]
+    etag: str
+    expires_at: float
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + 200
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+class _Counting:
+    """Mixin counting evictions and bytes held."""
+
+    evictions: int
+    bytes: int
+
+    def popitem(self) -> Any:  # called by cachetools when the size bound is hit
+        key, value = super().popitem()  # type: ignore[misc]
+        self.evictions += 1
+        return key, value
+
+
+class _TTL(_Counting, TTLCache):
+    pass
+
+
+class _LRU(_Counting, LRUCache):
+    pass
+
+
+class _LFU(_Counting, LFUCache):
+    pass
+
+
+@dataclass
+class EndpointCache:
+    strategy: str
+    ttl_seconds: int
+    max_entries: int
+    tables: frozenset[str]
+    store: Any = None
+    hits: int = 0
+    misses: int = 0
+    reported_hits: int = 0
+    reported_misses: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy == "lfu":
+            self.store = _LFU(self.max_entries)
+        elif self.strategy == "lru":
+            self.store = _LRU(self.max_entries)
+        else:
+            self.store = _TTL(self.max_entries, ttl=self.ttl_seconds)
+        self.store.evictions = 0
+
+    def get(self, key: Any, now: float) -> CachedAnswer | None:
+        answer = self.store.get(key)
+        if answer is not None and answer.expires_at <= now:
+            self.store.pop(key, None)
+            return None
+        return answer
+
+    @property
+    def evictions(self) -> int:
+        return self.store.evictions
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(a.size for a in list(self.store.values()))
+
+
+@dataclass
+class ResponseCache:
+    """Every endpoint's cache, and the table generations used to invalidate them."""
+
+    default_max_entries: int = DEFAULT_MAX_ENTRIES
+    caches: dict[int, EndpointCache] = field(default_factory=dict)
+    generations: dict[str, int] = field(default_factory=dict)
+    _inflight: dict[Any, asyncio.Future[CachedAnswer | None]] = field(default_factory=dict)
+    invalidations: int = 0
+    epoch: int = 0  # bumped by clear(), so in-flight fills of any table are not stored
+
+    def configure(
+        self,
+        endpoint_id: int,
+        *,
+        strategy: str,
+        ttl_seconds: int,
+        max_entries: int | None,
+        tables: Iterable[str],
+    ) -> None:
+        """(Re)create an endpoint's cache if its settings changed; keep it otherwise."""
+        wanted = (strategy, ttl_seconds, max_entries or self.default_max_entries, frozenset(tables))
+        current = self.caches.get(endpoint_id)
+        if (
+            current
+            and (current.strategy, current.ttl_seconds, current.max_entries, current.tables)
+            == wanted
+        ):
+            return
+        self.caches[endpoint_id] = EndpointCache(*wanted)
+
+    def retain(self, endpoint_ids: Iterable[int]) -> None:
+        keep = set(endpoint_ids)
+        for eid in list(self.caches):
+            if eid not in keep:
+                del self.caches[eid]
+
+    def lookup(self, endpoint_id: int, key: Any) -> CachedAnswer | None:
+        cache = self.caches.get(endpoint_id)
+        if cache is None:
+            return None
+        answer = cache.get(key, time.monotonic())
+        if answer is None:
+            cache.misses += 1
+        else:
+            cache.hits += 1
+        return answer
+
+    def _generation(self, tables: frozenset[str]) -> tuple[int, ...]:
+        return (self.epoch, *(self.generations.get(t, 0) for t in sorted(tables)))
+
+    async def fill(
+        self,
+        endpoint_id: int,
+        key: Any,
+        compute: Callable[[], Awaitable[CachedAnswer | None]],
+    ) -> CachedAnswer | None:
+        """Run ``compute`` once for concurrent misses of ``key``; store a 2xx answer."""
+        cache = self.caches.get(endpoint_id)
+        if cache is None:
+            return await compute()
+        flight_key = (endpoint_id, key)
+        waiting = self._inflight.get(flight_key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        future: asyncio.Future[CachedAnswer | None] = asyncio.get_running_loop().create_future()
+        self._inflight[flight_key] = future
+        before = self._generation(cache.tables)
+        try:
+            answer = await compute()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(answer)
+            if (
+                answer is not None
+                and 200 <= answer.status < 300
+                and self._generation(cache.tables) == before
+                and self.caches.get(endpoint_id) is cache
+            ):
+                cache.store[key] = answer
+            return answer
+        finally:
+            del self._inflight[flight_key]
+
+    def invalidate(self, tables: Iterable[str]) -> int:
+        """Drop cached answers of every endpoint reading one of ``tables``; count them."""
+        names = {t.lower() for t in tables if t}
+        if not names:
+            return 0
+        for name in names:
+            self.generations[name] = self.generations.get(name, 0) + 1
+        dropped = 0
+        for cache in self.caches.values():
+            if cache.tables & names:
+                dropped += len(cache.store)
+                cache.store.clear()
+        self.invalidations += 1
+        return dropped
+
+    def clear(self) -> None:
+        """Drop everything (after the listener reconnects, invalidations may be lost)."""
+        self.epoch += 1
+        for cache in self.caches.values():
+            cache.store.clear()
+
+
+STATS_METRICS = """
+INSERT INTO api_performance_metrics
+    (endpoint_mapping_id, endpoint_path, http_method, request_count, success_count,
+     cache_hits, cache_misses, cache_hit_ratio)
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
+"""
+STATS_CONFIG = """
+UPDATE api_cache_config
+SET cache_hit_ratio = $2, cache_size_mb = $3, cache_eviction_count = $4, updated_at = now()
+WHERE endpoint_mapping_id = $1
+"""
+
+
+async def write_stats(
+    cache: ResponseCache, conn: Any, endpoints: Mapping[int, tuple[str, str]]
+) -> int:
+    """Write each endpoint's cache figures since the last call; return rows written.
+
+    ``api_performance_metrics`` gets the window's hits and misses (what
+    ``calculate_cache_hit_ratio()`` reads); an endpoint's ``api_cache_config``
+    row, if it has one, gets the overall hit ratio, size and evictions.
+    """
+    metrics, configs = [], []
+    for eid, c in list(cache.caches.items()):
+        if eid not in endpoints:
+            continue
+        hits, misses = c.hits - c.reported_hits, c.misses - c.reported_misses
+        c.reported_hits, c.reported_misses = c.hits, c.misses
+        total = c.hits + c.misses
+        overall = round(100 * c.hits / total, 2) if total else 0
+        if hits or misses:
+            path, method = endpoints[eid]
+            metrics.append(
+                (
+                    eid,
+                    path,
+                    method,
+                    hits + misses,
+                    hits,
+                    misses,
+                    round(100 * hits / (hits + misses), 2),
+                )
+            )
+        configs.append((eid, overall, round(c.size_bytes / 1_048_576, 2), c.evictions))
+    if metrics:
+        await conn.executemany(STATS_METRICS, metrics)
+    if configs:
+        await conn.executemany(STATS_CONFIG, configs)
+    return len(metrics)

@@ -1,0 +1,183 @@
+"""API keys: creating, listing and revoking them, and checking them from memory.
+
+A key looks like ``ek_<prefix>_<secret>``. The table keeps the prefix (to find
+the row) and the SHA-256 of the whole key, never the key. :class:`KeyStore`
+holds the usable keys of the database in memory, reloaded on ``NOTIFY
+engine_keys``, so checking a key needs no database connection and a revocation
+reaches every process at once. ``last_used_at`` is written in batches, off the
+request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger("engine.keys")
+
+CHANNEL = "engine_keys"
+PREFIX = "ek"
+LAST_USED_FLUSH_S = 30.0
+
+LOAD_KEYS = """
+SELECT name, key_prefix, key_hash, roles, permissions, tenant_id, expires_at
+FROM api_keys
+WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+INSERT_KEY = """
+INSERT INTO api_keys (name, key_prefix, key_hash, roles, permissions, tenant_id, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id
+"""
+LIST_KEYS = """
+SELECT name, key_prefix, roles, permissions, tenant_id, expires_at, revoked_at, last_used_at,
+       created_at
+FROM api_keys ORDER BY name
+"""
+REVOKE_KEY = "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+TOUCH_KEYS = "UPDATE api_keys SET last_used_at = now() WHERE name = ANY($1::text[])"
+
+
+class KeyError_(Exception):
+    """A key command that cannot be done (unknown name, duplicate name)."""
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    name: str
+    key_hash: bytes
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+    tenant_id: int | None
+    expires_at: dt.datetime | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """(full key, prefix)."""
+    prefix = secrets.token_hex(6)
+    return f"{PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def _prefix_of(key: str) -> str | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1]
+
+
+class KeyStore:
+    """The usable API keys, by prefix, kept in memory."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[str, StoredKey] = {}
+        self._used: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def replace(self, rows: Iterable[Any]) -> None:
+        keys = {}
+        for r in rows:
+            keys[r["key_prefix"]] = StoredKey(
+                name=r["name"],
+                key_hash=bytes.fromhex(r["key_hash"]),
+                roles=tuple(r["roles"] or ()),
+                permissions=tuple(r["permissions"] or ()),
+                tenant_id=r["tenant_id"],
+                expires_at=r["expires_at"],
+            )
+        self._by_prefix = keys  # one assignment: readers see the old or the new set
+
+    async def load(self, conn: asyncpg.Connection) -> None:
+        self.replace(await conn.fetch(LOAD_KEYS))
+        log.info("%d API key(s) loaded", len(self._by_prefix))
+
+    def check(self, key: str) -> StoredKey | None:
+        """The stored key matching ``key``, compared in constant time; None if none."""
+        prefix = _prefix_of(key.strip())
+        stored = self._by_prefix.get(prefix) if prefix else None
+        digest = hashlib.sha256(key.strip().encode()).digest()
+        # compare even when no row matched, so timing says nothing about prefixes
+        expected = stored.key_hash if stored else b"\0" * 32
+        if not hmac.compare_digest(digest, expected) or stored is None:
+            return None
+        if stored.expires_at is not None and stored.expires_at <= dt.datetime.now(dt.UTC):
+            return None
+        self._used.add(stored.name)
+        return stored
+
+    def start(self, pool: asyncpg.Pool) -> None:
+        self._task = asyncio.create_task(self._flush_loop(pool), name="api-key-last-used")
+
+    async def stop(self, pool: asyncpg.Pool) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush(pool)
+
+    async def flush(self, pool: asyncpg.Pool) -> None:
+        used, self._used = self._used, set()
+        if not used:
+            return
+        try:
+            async with pool.acquire(timeout=10) as conn:
+                await conn.execute(TOUCH_KEYS, sorted(used))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("could not record API key use: %s", exc)
+
+    async def _flush_loop(self, pool: asyncpg.Pool) -> None:
+        while True:
+            await asyncio.sleep(LAST_USED_FLUSH_S)
+            await self.flush(pool)
+
+
+async def create_key(
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    roles: Sequence[str] = (),
+    permissions: Sequence[str] = (),
+    tenant_id: int | None = None,
+    expires_at: dt.datetime | None = None,
+) -> str:
+    """Store a new key and return it (the only time it is ever shown)."""
+    key, prefix = new_key()
+    try:
+        await conn.fetchval(
+            INSERT_KEY,
+            name,
+            prefix,
+            hash_key(key),
+            list(roles),
+            list(permissions),
+            tenant_id,
+            expires_at,
+        )
+    except asyncpg.UniqueViolationError:
+        raise KeyError_(f"a key named {name!r} exists already") from None
+    except asyncpg.CheckViolationError:
+        raise KeyError_("a key name may use letters, digits and . _ : - only") from None
+    return key
+
+
+async def list_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(LIST_KEYS)
+
+
+async def revoke_key(conn: asyncpg.Connection, name: str) -> None:
+    status = await conn.execute(REVOKE_KEY, name)
+    if status.endswith(" 0"):
+        raise KeyError_(f"no active key named {name!r}")
