@@ -129,7 +129,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        # X-Forwarded-For is the engine's business (ENGINE_TRUSTED_PROXIES); uvicorn
+        # would otherwise believe it from any local peer
+        proxy_headers=False,
     )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
         uvicorn.Server(config).run()
