@@ -86,6 +86,9 @@ class KeyStore:
         self._by_prefix: dict[str, StoredKey] = {}
         self._used: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        # reloads may overlap (two NOTIFYs in a row, each on its own pool connection): one at a
+        # time, so an older snapshot never replaces a newer one (a revoked key coming back)
+        self._loading = asyncio.Lock()
 
     def replace(self, rows: Iterable[Any]) -> None:
         keys = {}
@@ -101,7 +104,8 @@ class KeyStore:
         self._by_prefix = keys  # one assignment: readers see the old or the new set
 
     async def load(self, conn: asyncpg.Connection) -> None:
-        self.replace(await conn.fetch(LOAD_KEYS))
+        async with self._loading:
+            self.replace(await conn.fetch(LOAD_KEYS))
         log.info("%d API key(s) loaded", len(self._by_prefix))
 
     def check(self, key: str) -> StoredKey | None:
