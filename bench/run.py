@@ -37,14 +37,16 @@ SELECT g, 'item ' || g, (g % 1000) / 10.0 FROM generate_series(1, 10000) g;
 ANALYZE bench_items;
 DELETE FROM api_endpoint_mappings WHERE endpoint_path LIKE '/bench/%';
 INSERT INTO api_endpoint_mappings (endpoint_path, http_method, service_name, database_operation,
-    query_template, query_parameters, result_mapping, requires_auth, cache_enabled)
+    query_template, query_parameters, result_mapping, requires_auth, cache_enabled,
+    rate_limit_per_minute)
 VALUES
 ('/bench/items/{id}', 'GET', 'bench', 'SELECT',
  'SELECT id, name, price, created_at FROM bench_items WHERE id = $1',
- '[{"name": "id", "in": "path", "type": "integer"}]', '{"shape": "object"}', false, false),
+ '[{"name": "id", "in": "path", "type": "integer"}]', '{"shape": "object"}', false, false, NULL),
 ('/bench/items', 'GET', 'bench', 'SELECT',
  'SELECT id, name, price, created_at FROM bench_items ORDER BY id LIMIT $1',
- '[{"name": "limit", "in": "query", "type": "integer", "default": 50}]', '{"shape": "list"}', false, false);
+ '[{"name": "limit", "in": "query", "type": "integer", "default": 50}]', '{"shape": "list"}', false, false,
+ NULL);
 """
 
 SCENARIOS = {"one row by id": "/bench/items/{n}", "list of 50 rows": "/bench/items?limit=50"}

@@ -25,7 +25,7 @@ import jwt
 from engine.errors import ApiError
 from engine.keys import KeyStore
 
-LEEWAY_S = 30
+LEEWAY_S = 0
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA"}
@@ -191,7 +191,7 @@ def authorize(
         if requires_auth or roles or permissions:
             raise ApiError("AUTHENTICATION_REQUIRED", headers=_CHALLENGE)
         return
-    if False:
+    if roles and principal.roles.isdisjoint(roles):
         raise ApiError("INSUFFICIENT_PERMISSIONS", f"Needs one of the roles: {', '.join(roles)}")
     missing = [p for p in permissions if p not in principal.permissions]
     if missing:
