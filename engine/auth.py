@@ -25,7 +25,7 @@ import jwt
 from engine.errors import ApiError
 from engine.keys import KeyStore
 
-LEEWAY_S = 0
+LEEWAY_S = 30
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA"}
@@ -40,6 +40,11 @@ class Principal:
     permissions: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "jwt"  # jwt | key
+
+    @property
+    def identity(self) -> str:
+        """Who this is for rate limits and cache keys: a token's sub never equals a key's."""
+        return f"{self.kind}|{self.subject}"
 
 
 def _names(value: Any) -> frozenset[str]:

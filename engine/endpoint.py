@@ -171,7 +171,7 @@ async def _limit(
     state: dict[str, Any],
 ) -> None:
     if principal is not None:
-        who = principal.subject
+        who = principal.identity
     else:
         peer = request.client.host if request.client else None
         who = "ip:" + client_address(peer, request.headers, services.trusted_proxies)
@@ -202,7 +202,7 @@ async def _cached(
     keyed = args if positions is None else [args[i] for i in positions]
     if page is not None and positions is not None:
         keyed = [*keyed, *args[-2:]]
-    subject = principal.subject if (spec.requires_auth and principal) else None
+    subject = principal.identity if (spec.requires_auth and principal) else None
     key = (spec.version, subject, encode(keyed))
     answer = services.cache.lookup(spec.id, key)
     headers["X-Cache"] = "HIT" if answer is not None else "MISS"
