@@ -7,14 +7,18 @@ catalogue report. Nothing here mocks the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import orjson
 
 from tests.engine_server import EngineClient
-from tests.pg import DB
+from tests.pg import DB, database_name
 
 ADMIN_TOKEN = "admin-token-for-tests"
 PROBLEM = "application/problem+json"
@@ -200,3 +204,35 @@ def error_for(body: dict[str, Any], key: str, value: str) -> dict[str, Any]:
     found = [e for e in body.get("errors", []) if e.get(key) == value]
     assert len(found) == 1, body.get("errors")
     return found[0]
+
+
+@contextmanager
+def refusing_connections(pg_url: str, db_url: str) -> Iterator[None]:
+    """The test database refuses new connections and its open ones are terminated."""
+    admin = DB(pg_url)
+    name = database_name(db_url)
+    admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+    try:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        yield
+    finally:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
+
+def run_cli(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m engine ARGS`` with DATABASE_URL=url and no other ENGINE_* from the caller."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    environ.pop("DATABASE_URL", None)
+    if url:
+        environ["DATABASE_URL"] = url
+    environ["ENGINE_LOG_LEVEL"] = "WARNING"
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )

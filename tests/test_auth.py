@@ -15,9 +15,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -32,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine import keys
 from tests.engine_server import JWT_SECRET, EngineClient
-from tests.helpers import add_endpoint, assert_problem, serve
-from tests.pg import DB, database_name
+from tests.helpers import add_endpoint, assert_problem, refusing_connections, run_cli, serve
+from tests.pg import DB
 
 Maker = Callable[..., EngineClient]
 
@@ -113,21 +110,8 @@ def pem_of(private_key: Any) -> str:
     )
 
 
-def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
-    env["DATABASE_URL"] = url
-    env["ENGINE_LOG_LEVEL"] = "WARNING"
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
 def cli_create_key(url: str, name: str, *options: str) -> str:
-    result = run_cli(url, "keys", "create", "--name", name, *options)
+    result = run_cli("keys", "create", "--name", name, *options, url=url)
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     assert key.startswith("ek_") and "\n" not in key, result.stdout
@@ -476,7 +460,7 @@ def test_expired_api_keys_are_401(make_client: Maker, db_url: str, db: DB) -> No
     assert camera_ids(client.get(CAMERAS, headers={"X-API-Key": soon})) == active_cameras(db, 1)
     r = client.wait_for("GET", CAMERAS, 401, timeout_s=10, headers={"X-API-Key": soon})
     assert_401(r)
-    listing = run_cli(db_url, "keys", "list")
+    listing = run_cli("keys", "list", url=db_url)
     assert listing.returncode == 0, listing.stderr
     lines = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
     assert "expired" in lines["old"] and "expired" in lines["soon"]
@@ -488,7 +472,7 @@ def test_revoking_a_key_reaches_the_running_engine(client: EngineClient, db_url:
     for key in (doomed, kept):
         assert client.wait_for("GET", CAMERAS, 200, headers={"X-API-Key": key}).status_code == 200
 
-    revoked = run_cli(db_url, "keys", "revoke", "doomed")
+    revoked = run_cli("keys", "revoke", "doomed", url=db_url)
     assert revoked.returncode == 0, revoked.stderr
     assert poll(
         lambda: client.get(CAMERAS, headers={"X-API-Key": doomed}).status_code == 401,
@@ -497,11 +481,11 @@ def test_revoking_a_key_reaches_the_running_engine(client: EngineClient, db_url:
     assert_401(client.get(CAMERAS, headers={"X-API-Key": doomed}))
     assert client.get(CAMERAS, headers={"X-API-Key": kept}).status_code == 200
 
-    listing = run_cli(db_url, "keys", "list")
+    listing = run_cli("keys", "list", url=db_url)
     assert listing.returncode == 0, listing.stderr
     lines = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
     assert lines["doomed"][1] == "revoked" and lines["kept"][1] == "active"
-    again = run_cli(db_url, "keys", "revoke", "doomed")
+    again = run_cli("keys", "revoke", "doomed", url=db_url)
     assert again.returncode == 1 and "no active key" in again.stderr
 
 
@@ -516,10 +500,10 @@ def test_the_key_is_never_stored_or_listed(db: DB, db_url: str) -> None:
     for size in (8, len(secret)):
         for start in range(len(secret) - size + 1):
             assert secret[start : start + size] not in stored
-    listing = run_cli(db_url, "keys", "list")
+    listing = run_cli("keys", "list", url=db_url)
     assert "secretive" in listing.stdout
     assert secret[:8] not in listing.stdout + listing.stderr
-    duplicate = run_cli(db_url, "keys", "create", "--name", "secretive")
+    duplicate = run_cli("keys", "create", "--name", "secretive", url=db_url)
     assert duplicate.returncode == 1 and "exists already" in duplicate.stderr
 
 
@@ -736,13 +720,7 @@ def test_401_and_403_are_answered_while_the_database_refuses_connections(
     client = serve(make_client)
     valid = client.auth(tenant=1, permissions=("reports:read", "reports:export"))
     assert client.get("/t/reports", headers=valid).status_code == 200
-    admin = DB(pg_url)
-    name = database_name(db_url)
-    admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-    try:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
+    with refusing_connections(pg_url, db_url):
         # a valid request needs the database, and says so
         assert_problem(client.get("/t/mine", headers=valid), 503, "DATABASE_CONNECTION_ERROR")
         # refusals are decided from the request alone
@@ -759,7 +737,5 @@ def test_401_and_403_are_answered_while_the_database_refuses_connections(
         # the key store is in memory: a valid key gets as far as the database
         r = client.get("/t/mine", headers={"X-API-Key": key})
         assert_problem(r, 503, "DATABASE_CONNECTION_ERROR")
-    finally:
-        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
     r = client.wait_for("GET", "/t/mine", 200, timeout_s=10, headers=valid)
     assert [row["id"] for row in r.json()] == [1, 3]

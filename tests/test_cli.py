@@ -2,29 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import jwt
 
-from tests.helpers import add_endpoint
-
-
-def run_cli(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
-    environ.pop("DATABASE_URL", None)
-    if url:
-        environ["DATABASE_URL"] = url
-    environ["ENGINE_LOG_LEVEL"] = "WARNING"
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=120,
-    )
+from tests.helpers import add_endpoint, run_cli
 
 
 def test_check_passes_on_the_seeded_catalogue_and_fails_on_a_bad_row(db, db_url):

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import add_endpoint
-from tests.pg import DB, database_name
+from tests.helpers import add_endpoint, refusing_connections
 
 SECRET_NAMES = (
     "widgets",
@@ -211,19 +210,11 @@ def test_raise_with_a_known_error_code_answers_that_code(widgets, client):
 
 def test_connection_failure_is_503_and_the_engine_recovers(widgets, client, pg_url, db_url):
     assert client.wait_for("GET", "/cast?v=1", 200).json() == 1
-    admin = DB(pg_url)
-    name = database_name(db_url)
-    admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-    try:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
+    with refusing_connections(pg_url, db_url):
         response = client.get("/cast?v=2")
         _problem(response, 503, "DATABASE_CONNECTION_ERROR")
         again = client.get("/cast?v=3")
         _problem(again, 503, "DATABASE_CONNECTION_ERROR")
         health = client.get("/_engine/health")
         assert health.status_code == 503 and health.json()["database"] == "unavailable"
-    finally:
-        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
     assert client.wait_for("GET", "/cast?v=4", 200, timeout_s=10).json() == 4
