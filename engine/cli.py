@@ -77,10 +77,10 @@ async def _migrate(url: str) -> int:
     return 0
 
 
-async def _seed(url: str, domains: Sequence[str]) -> int:
+async def _seed(url: str, domains: Sequence[str], scale: int | None = None) -> int:
     conn = await _connect(url)
     try:
-        applied = await migrations.seed(conn, domains)
+        applied = await migrations.seed(conn, domains, scale=scale)
     finally:
         await conn.close()
     for name in applied:
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending sql/ migrations")
     seed = sub.add_parser("seed", help="load seed domains (all when none is named)")
     seed.add_argument("domains", nargs="*", metavar="DOMAIN")
+    seed.add_argument(
+        "--scale", type=int, help="also run each domain's generate.sql at this scale (volumes)"
+    )
     sub.add_parser("check", help="compile every mapping row; exit 1 if any cannot be served")
     sub.add_parser("routes", help="list the served routes")
     token = sub.add_parser("token", help="mint a bearer token (development and tests)")
@@ -269,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(url))
         if args.command == "seed":
-            return asyncio.run(_seed(url, args.domains))
+            return asyncio.run(_seed(url, args.domains, args.scale))
         if args.command == "check":
             return asyncio.run(_check(url, settings))
         if args.command == "keys":

@@ -64,11 +64,11 @@ class SqlFile:
 
 
 def _ordered(folder: Path) -> list[SqlFile]:
-    def key(p: Path) -> tuple[int, str]:
-        m = re.match(r"(\d+)", p.name)
-        return (int(m.group(1)) if m else 1_000_000, p.name)
-
-    return [SqlFile(p) for p in sorted(folder.glob("*.sql"), key=key)]
+    """The numbered ``NNN_*.sql`` files of a folder, in numeric order."""
+    numbered = [
+        (int(m.group(1)), p) for p in folder.glob("*.sql") if (m := re.match(r"(\d+)_", p.name))
+    ]
+    return [SqlFile(p) for _, p in sorted(numbered, key=lambda item: (item[0], item[1].name))]
 
 
 def migration_files(folder: Path = SQL_DIR) -> list[SqlFile]:
@@ -76,7 +76,7 @@ def migration_files(folder: Path = SQL_DIR) -> list[SqlFile]:
 
 
 def seed_domains(folder: Path = SEEDS_DIR) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.sql")))
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and _ordered(p))
 
 
 async def _run_file(conn: asyncpg.Connection, f: SqlFile, record_sql: str, *args: str) -> None:
@@ -122,10 +122,23 @@ async def migrate(conn: asyncpg.Connection, folder: Path = SQL_DIR) -> list[str]
     return applied_now
 
 
+GENERATOR = "generate.sql"
+
+
 async def seed(
-    conn: asyncpg.Connection, domains: Sequence[str] = (), folder: Path = SEEDS_DIR
+    conn: asyncpg.Connection,
+    domains: Sequence[str] = (),
+    folder: Path = SEEDS_DIR,
+    *,
+    scale: int | None = None,
 ) -> list[str]:
-    """Apply new or changed seed files of the given domains (all when empty)."""
+    """Apply new or changed seed files of the given domains (all when empty).
+
+    With ``scale``, each domain's ``generate.sql`` (if it has one) then runs in
+    its own transaction with ``current_setting('engine.seed_scale')`` set to the
+    scale: set-based SQL that loads volumes on request. It runs every time it
+    is asked for, so it must replace what it generated before.
+    """
     available = seed_domains(folder) if folder.exists() else []
     wanted = list(domains) or available
     unknown = [d for d in wanted if d not in available]
@@ -156,6 +169,19 @@ async def seed(
                     f.checksum,
                 )
                 applied_now.append(f"{domain}/{f.name}")
+            generator = folder / domain / GENERATOR
+            if scale is not None and generator.exists():
+                await _generate(conn, SqlFile(generator), scale)
+                applied_now.append(f"{domain}/{GENERATOR} (scale {scale})")
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+async def _generate(conn: asyncpg.Connection, f: SqlFile, scale: int) -> None:
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('engine.seed_scale', $1, true)", str(scale))
+            await conn.execute(f.text)
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(f"{f.path}: {type(exc).__name__}: {exc}") from exc
