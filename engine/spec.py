@@ -194,7 +194,6 @@ def parse_result(raw: Any, method: str) -> ResultSpec:
         paginate = Pagination(limit=limit, max_limit=max_limit)
     stream_format = raw.get("format", "ndjson")
     if shape == "stream":
-        _need(method == "GET", "shape 'stream' is for GET endpoints")
         _need(stream_format in STREAM_FORMATS, "result_mapping.format must be ndjson or csv")
     return ResultSpec(
         shape=shape,
