@@ -255,13 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"error: bad setting: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         if args.command == "serve":
-            return _serve(settings, args)
+            try:
+                return _serve(settings, args)
+            except ValueError as exc:  # e.g. ENGINE_TRUSTED_PROXIES or JWT settings
+                print(f"error: bad setting: {exc}", file=sys.stderr)
+                return 2
         if args.command == "token":
             return _token(settings, args)
         if args.command == "settings":

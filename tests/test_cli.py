@@ -82,3 +82,22 @@ def test_settings_lists_every_setting():
     assert result.returncode == 0
     for name in ("DATABASE_URL", "ENGINE_PORT", "ENGINE_STATEMENT_TIMEOUT_MS", "ENGINE_JWT_SECRET"):
         assert name in result.stdout
+
+
+def test_bad_settings_are_clear_errors_not_tracebacks():
+    port = run_cli("settings", ENGINE_PORT="eighty")
+    assert port.returncode == 2 and "ENGINE_PORT" in port.stderr and "Traceback" not in port.stderr
+    proxies = run_cli(
+        "serve",
+        url="postgresql://nobody@/nodb?host=/nonexistent",
+        ENGINE_TRUSTED_PROXIES="not-an-ip",
+    )
+    assert proxies.returncode == 2 and "not-an-ip" in proxies.stderr
+    assert "Traceback" not in proxies.stderr
+    both = run_cli(
+        "serve",
+        url="postgresql://nobody@/nodb?host=/nonexistent",
+        ENGINE_JWT_SECRET="s",
+        ENGINE_JWT_PUBLIC_KEY="-----BEGIN PUBLIC KEY-----",
+    )
+    assert both.returncode == 2 and "not both" in both.stderr
