@@ -891,7 +891,12 @@ def test_domain_error_codes_and_the_codes_the_sql_raises(db: DB) -> None:
 
 def test_reapplying_every_seed_file_changes_nothing(db: DB) -> None:
     files = sorted(SEED_DIR.glob("*.sql"))
-    assert [f.name for f in files] == ["001_tables.sql", "002_sample_data.sql", "003_endpoints.sql"]
+    assert [f.name for f in files] == [
+        "001_tables.sql",
+        "002_sample_data.sql",
+        "003_endpoints.sql",
+        "004_cache_rules.sql",
+    ]
     before = table_fingerprints(db)
     versions = db.fetch("SELECT id, version, updated_at FROM api_endpoint_mappings ORDER BY id")
     assert before["camera_configurations"][0] == 7
