@@ -21,6 +21,7 @@ from engine.errorlog import ErrorLogger
 from engine.listener import Listener
 from engine.ratelimit import RateLimiter, parse_networks
 from engine.settings import Settings
+from engine.streaming import Streams
 
 log = logging.getLogger("engine")
 
@@ -65,6 +66,8 @@ def create_app(
         background = _Background()
 
         def on_reload(catalog: Catalog) -> None:
+            # any catalogue change (a template, a schema, a rule) may change answers
+            cache.clear()
             for ep in catalog.endpoints:
                 if ep.cacheable:
                     cache.configure(
@@ -106,15 +109,27 @@ def create_app(
             on_reconnect,
         )
 
-        async def notify(tables: list[str]) -> None:
-            try:
-                async with db.write.acquire(timeout=10) as conn:
-                    await conn.execute("SELECT pg_notify($1, $2)", CACHE_CHANNEL, ",".join(tables))
-            except Exception as exc:
-                log.warning("could not tell other processes to invalidate %s: %s", tables, exc)
+        pending: set[str] = set()
+        wake_notifier = asyncio.Event()
+
+        async def notifier() -> None:
+            """Tell the other processes which tables changed: one task, batched, off the request path."""
+            while True:
+                await wake_notifier.wait()
+                wake_notifier.clear()
+                tables = sorted(pending)
+                pending.clear()
+                try:
+                    async with db.write.acquire(timeout=10) as conn:
+                        await conn.execute(
+                            "SELECT pg_notify($1, $2)", CACHE_CHANNEL, ",".join(tables)
+                        )
+                except Exception as exc:
+                    log.warning("could not tell other processes to invalidate %s: %s", tables, exc)
 
         def publish(tables: Iterable[str]) -> None:
-            background.spawn(notify(sorted(tables)), "cache-invalidate")
+            pending.update(tables)
+            wake_notifier.set()
 
         async def stats_loop() -> None:
             while True:
@@ -137,6 +152,7 @@ def create_app(
             errorlog.start()
             key_store.start(db.write)
             background.spawn(stats_loop(), "cache-stats")
+            background.spawn(notifier(), "cache-notifier")
             app.state.loop = asyncio.get_running_loop()
             app.state.services = Services(
                 settings=settings,
@@ -146,6 +162,13 @@ def create_app(
                 errorlog=errorlog,
                 cache=cache,
                 limiter=limiter,
+                streams=Streams(
+                    db.read,
+                    concurrent=min(
+                        settings.stream_max_concurrent, max(1, settings.pool_max_size - 1)
+                    ),
+                    max_seconds=settings.stream_max_seconds,
+                ),
                 trusted_proxies=trusted,
                 publish_invalidation=publish,
             )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 
 from engine.errors import ApiError
 from engine.keys import KeyStore
@@ -85,7 +86,11 @@ class JwtConfig:
             bad = [a for a in allowed if a not in PUBLIC_KEY_ALGORITHMS]
             if bad:
                 raise ValueError(f"algorithms not allowed with a public key: {', '.join(bad)}")
-            return cls(pem, allowed, audience, issuer)
+            try:  # parsed once here: a bad key stops the start, not every request
+                key = serialization.load_pem_public_key(pem.encode())
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"ENGINE_JWT_PUBLIC_KEY is not a PEM public key: {exc}") from None
+            return cls(key, allowed, audience, issuer)
         if secret:
             allowed = wanted or ("HS256",)
             bad = [a for a in allowed if a not in HMAC_ALGORITHMS]
@@ -170,7 +175,8 @@ class Authenticator:
             raise ApiError(
                 "INVALID_TOKEN", "The token is for another audience or issuer", headers=_CHALLENGE
             ) from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError, ValueError):
+            # TypeError: a token's algorithm that does not fit the configured key type
             raise ApiError("INVALID_TOKEN", "The token is not valid", headers=_CHALLENGE) from None
         return Principal(
             subject=str(claims.get("sub", "")),

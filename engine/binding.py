@@ -42,8 +42,11 @@ COMPATIBLE: dict[str, frozenset[str]] = {
     "json": frozenset({"json", "jsonb"}),
 }
 # ASCII digits only: int() and Decimal() also take other scripts' digits and "1_000"
-_INT_TEXT = re.compile(r"[+-]?[0-9]+")
-_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# (bounded lengths: a 5,000-digit integer or 1e300000000 must be a cheap 400, not a DoS)
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,6})?")
+_MAX_NUMBER_TEXT = 256
+_MAX_EXPONENT = 1000  # |adjusted exponent|: far beyond any real quantity
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="engine"'}
 _TRUE = {"true", "t", "1", "yes", "y", "on"}
 _FALSE = {"false", "f", "0", "no", "n", "off"}
@@ -159,12 +162,14 @@ def _to_number(pg: str) -> Coercer:
         if isinstance(raw, int | float):
             value: Any = raw
         elif text and isinstance(raw, str):
-            if not _NUMBER_TEXT.fullmatch(raw.strip()):
+            if len(raw) > _MAX_NUMBER_TEXT or not _NUMBER_TEXT.fullmatch(raw.strip()):
                 raise BadValue("must be a number")
             try:
                 value = Decimal(raw.strip())
             except InvalidOperation:
                 raise BadValue("must be a number") from None
+            if value and abs(value.adjusted()) > _MAX_EXPONENT:
+                raise BadValue("is out of range")
         else:
             raise BadValue("must be a number")
         if pg == "numeric":

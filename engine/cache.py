@@ -23,6 +23,10 @@ from cachetools import LFUCache, LRUCache, TTLCache
 DEFAULT_MAX_ENTRIES = 1000
 
 
+class _LeaderGone(Exception):
+    """The request filling a key was cancelled; its waiters must not inherit that."""
+
+
 @dataclass(frozen=True)
 class CachedAnswer:
     body: bytes
@@ -180,14 +184,18 @@ class ResponseCache:
         flight_key = (endpoint_id, key)
         waiting = self._inflight.get(flight_key)
         if waiting is not None:
-            return await asyncio.shield(waiting)
+            try:
+                return await asyncio.shield(waiting)
+            except _LeaderGone:  # the request computing it was cancelled: compute ourselves
+                return await self.fill(endpoint_id, key, compute)
         future: asyncio.Future[CachedAnswer | None] = asyncio.get_running_loop().create_future()
         self._inflight[flight_key] = future
         before = self._generation(cache.tables)
         try:
             answer = await compute()
         except BaseException as exc:
-            future.set_exception(exc)
+            # waiters share an error answer (a 404, a timeout), never our cancellation
+            future.set_exception(_LeaderGone() if isinstance(exc, asyncio.CancelledError) else exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
             raise
         else:

@@ -366,7 +366,7 @@ class _Compiler:
                 raise SpecError(f"a paginated template must be a plain SELECT: {exc}") from None
 
         binder = Binder(spec.params, pg_types)
-        timeout_ms = spec.statement_timeout_ms
+        timeout_ms = spec.statement_timeout_ms or self.default_timeout_ms
         cache = cache_config(spec, cache_row)
         if spec.is_read and cache.enabled and spec.cache_ttl_seconds <= 0 and cache_row is None:
             raise SpecError("cache_ttl_seconds must be positive when cache_enabled")
@@ -530,7 +530,7 @@ class CatalogManager:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
     async def _run(self) -> None:
@@ -542,9 +542,9 @@ class CatalogManager:
             try:
                 await self.load()
                 failures = 0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:  # whatever it was, keep serving the previous catalogue
                 self.reload_failures += 1
                 failures += 1
-                log.error("catalogue reload failed, keeping the previous one: %s", exc)
+                log.error("catalogue reload failed, keeping the previous one: %r", exc)
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 self._wake.set()

@@ -125,6 +125,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "development JWT secret in use (ENGINE_JWT_SECRET unset); mint a token with: "
             "python -m engine token --sub demo --tenant 1 --roles camera_admin"
         )
+    log.info("settings: %s", settings.redacted())
     app = create_app(settings, url, jwt_secret=secret)
     host = args.host or settings.host
     port = args.port or settings.port

@@ -42,10 +42,10 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _server_settings(settings: Settings, *, read_only: bool, name: str) -> dict[str, str]:
-    out = {
-        "application_name": name,
-        "statement_timeout": str(settings.statement_timeout_ms),
-    }
+    # No session statement_timeout: each statement gets its row's timeout (or
+    # ENGINE_STATEMENT_TIMEOUT_MS) from the driver, which cancels it on the server,
+    # so a row may allow more than the default as well as less.
+    out = {"application_name": name}
     if read_only:
         out["default_transaction_read_only"] = "on"
     return out

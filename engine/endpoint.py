@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -28,12 +28,12 @@ from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
 from engine.database import Database, run_statement
-from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers
+from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.settings import Settings
 from engine.shaping import Shaped, default_page_body, encode
-from engine.streaming import stream_response
+from engine.streaming import Streams, stream_media_type, stream_response
 
 log = logging.getLogger("engine.endpoint")
 
@@ -53,6 +53,7 @@ class Services:
     errorlog: ErrorLogger
     cache: ResponseCache
     limiter: RateLimiter
+    streams: Streams
     trusted_proxies: tuple[Network, ...] = ()
     publish_invalidation: Callable[[Iterable[str]], None] = lambda tables: None
 
@@ -123,9 +124,9 @@ async def handle(services: Services, request: Request) -> Response:
         body = None
         if ep.needs_body:
             body = await _read_body(request, services.settings.max_body_bytes, state)
+            state["body"] = body  # logged (masked) even when sanitizing fails
             if ep.sanitizer is not None:
                 body = ep.sanitizer.apply({} if body is None else body)
-            state["body"] = body
             if ep.body_schema is not None:
                 ep.body_schema.check({} if body is None else body)
         source = _Source(
@@ -140,7 +141,9 @@ async def handle(services: Services, request: Request) -> Response:
             ep.query_schema.check(_query_object(ep, request, args))
         headers = state["headers"]
         if spec.result.shape == "stream":
-            return await stream_response(services.db.read, ep, args, catalog.errors, headers)
+            if method == "HEAD":  # the headers of an export, without running it
+                return Response(status_code=200, headers=headers, media_type=stream_media_type(ep))
+            return await stream_response(services.streams, ep, args, catalog.errors, headers)
         page = _page_args(ep, request) if ep.page_sql is not None else None
         if page is not None:
             args = [*args, page[0] + 1, page[1]]
@@ -155,6 +158,9 @@ async def handle(services: Services, request: Request) -> Response:
         return _failure(
             services, catalog, ep, error, request, request_id, started, principal, state
         )
+    except ClientDisconnect:  # the caller left while sending its body: nobody to answer
+        log.info("client left during %s %s", method, path)
+        return Response(status_code=400, headers=state["headers"])
     except Exception as exc:  # a bug of ours: still a coded answer, never a bare 500
         log.exception("unexpected error on %s %s", method, path)
         error = ApiError("INTERNAL_ERROR", internal="".join(traceback.format_exception(exc)))
@@ -174,7 +180,8 @@ async def _limit(
         who = principal.identity
     else:
         peer = request.client.host if request.client else None
-        who = "ip:" + client_address(peer, request.headers, services.trusted_proxies)
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+        who = "ip:" + client_address(peer, forwarded, services.trusted_proxies)
     limit = ep.spec.rate_limit_per_minute or 0
     rate = await services.limiter.hit(ep.spec.id, limit, who)
     if rate is None:
@@ -223,7 +230,14 @@ async def _cached(
         answer = await services.cache.fill(spec.id, key, compute)
         assert answer is not None
     headers["ETag"] = answer.etag
-    scope = "private" if spec.requires_auth else "public"
+    personal = (
+        principal is not None
+        or spec.requires_auth
+        or ep.binder.uses_auth
+        or spec.required_roles
+        or spec.required_permissions
+    )
+    scope = "private" if personal else "public"
     headers["Cache-Control"] = f"{scope}, max-age={ep.cache.ttl_seconds}"
     headers.update(answer.headers)
     if etag_matches(request.headers.get("if-none-match"), answer.etag):
@@ -404,9 +418,7 @@ def _failure(
             stack=error.internal,
             body=safe_body(state.get("body"), state.get("raw")),
             headers=safe_headers(request.headers),
-            params={"path": request.url.path, "query": str(request.url.query)}
-            if request.url.query
-            else None,
+            params=safe_query(request.query_params.multi_items()) if request.url.query else None,
             operation=ep.spec.operation if ep else None,
             database_error=error.database_error,
             principal=principal.subject if principal else None,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,14 +90,31 @@ def _scrub(value: Any) -> Any:
 
 
 def safe_body(body: Any, raw: bytes | None) -> str | None:
-    """The request body as logged: parsed JSON with secret fields masked, truncated."""
+    """The request body as logged: parsed JSON with secret fields masked, truncated.
+
+    A body that could not be parsed is never logged as it came (it may be a form
+    with a password in it): only its size is.
+    """
     if body is not None:
         text = orjson.dumps(_scrub(body), default=str).decode()
     elif raw:
-        text = raw.decode("utf-8", "replace")
+        return f"<{len(raw)} bytes, not logged: not a JSON document>"
     else:
         return None
     return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + "…"
+
+
+def safe_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Query parameters as logged, secret-looking ones masked (repeated keys become lists)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        masked = "***" if _SECRET_FIELD.search(key) else value
+        if key in out:
+            previous = out[key]
+            out[key] = [*previous, masked] if isinstance(previous, list) else [previous, masked]
+        else:
+            out[key] = masked
+    return out
 
 
 class ErrorLogger:

@@ -19,6 +19,8 @@ import asyncpg
 log = logging.getLogger("engine.listener")
 
 CHECK_INTERVAL_S = 1.0
+PING_EVERY_CHECKS = 10
+PING_TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 5.0
 
 
@@ -60,11 +62,26 @@ class Listener:
         conn = await asyncpg.connect(
             self._url, server_settings={"application_name": "engine-listen"}
         )
-        conn.add_termination_listener(lambda _c: self._lost.set())
-        for channel in self._handlers:
-            await conn.add_listener(channel, self._dispatch)
+        try:
+            conn.add_termination_listener(lambda _c: self._lost.set())
+            for channel in self._handlers:
+                await conn.add_listener(channel, self._dispatch)
+        except BaseException:
+            conn.terminate()
+            raise
         self._conn = conn
         self._lost.clear()
+
+    async def _alive(self) -> bool:
+        """A round trip: a half-open TCP connection is not always reported as closed."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(conn.execute("SELECT 1"), PING_TIMEOUT_S)
+            return True
+        except Exception:
+            return False
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -74,10 +91,16 @@ class Listener:
 
     async def _watch(self) -> None:
         backoff = 0.1
+        checks = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), CHECK_INTERVAL_S)
-            if not self._lost.is_set() and self._conn is not None and not self._conn.is_closed():
+            checks += 1
+            conn = self._conn
+            healthy = not self._lost.is_set() and conn is not None and not conn.is_closed()
+            if healthy and checks % PING_EVERY_CHECKS == 0:
+                healthy = await self._alive()
+            if healthy:
                 continue
             await self._close()
             try:

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
@@ -52,12 +52,15 @@ def parse_networks(spec: str | None) -> tuple[Network, ...]:
     )
 
 
-def client_address(peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]) -> str:
-    """The caller's address: the peer, or from X-Forwarded-For when the peer is a trusted proxy."""
+def client_address(peer: str | None, forwarded: str | None, trusted: Sequence[Network]) -> str:
+    """The caller's address: the peer, or from X-Forwarded-For when the peer is a trusted proxy.
+
+    ``forwarded`` is every X-Forwarded-For line joined with commas (a proxy may append
+    its own line after one the client forged).
+    """
     address = peer or "unknown"
     if not trusted or not _in(address, trusted):
         return address
-    forwarded = headers.get("x-forwarded-for")
     if not forwarded:
         return address
     # walk right to left past our own proxies; the first other hop is the client

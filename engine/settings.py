@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,14 @@ class Settings:
         30,
         "How often cache figures are written to api_performance_metrics and api_cache_config.",
     )
+    stream_max_concurrent: int = _setting(
+        "ENGINE_STREAM_MAX_CONCURRENT",
+        4,
+        "Streamed exports running at once per process (each holds a read connection); more get 503.",
+    )
+    stream_max_seconds: int = _setting(
+        "ENGINE_STREAM_MAX_SECONDS", 300, "A streamed export is cut after this long."
+    )
     admin_token: str | None = _setting(
         "ENGINE_ADMIN_TOKEN",
         None,
@@ -141,6 +150,8 @@ class Settings:
 
 
 def _hide_password(url: str) -> str:
+    """A database URL without its password (in the userinfo or a ?password= parameter)."""
+    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     creds, at, hostpart = rest.rpartition("@")
     if not at or ":" not in creds:

@@ -242,7 +242,9 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
     _need(isinstance(raw_params, list), "query_parameters must be a JSON array")
     params = tuple(parse_param(i + 1, p) for i, p in enumerate(raw_params))
 
-    in_path = set(path_parameters(path))
+    names = path_parameters(path)
+    _need(len(set(names)) == len(names), "endpoint_path names a {parameter} twice")
+    in_path = set(names)
     for p in params:
         if p.source == "path":
             _need(
@@ -308,5 +310,11 @@ def path_regex(path: str) -> re.Pattern[str]:
 
 
 def path_specificity(path: str) -> tuple[int, ...]:
-    """Sort key: literal segments before parameters, segment by segment."""
-    return tuple(1 if "{" in seg else 0 for seg in path.strip("/").split("/"))
+    """Sort key: literal segments before parameters, {x:path} (matching many segments) last."""
+
+    def weight(seg: str) -> int:
+        if ":path}" in seg:
+            return 2
+        return 1 if "{" in seg else 0
+
+    return tuple(weight(seg) for seg in path.strip("/").split("/"))

@@ -137,7 +137,9 @@ def _as_json(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Decimal) and value.is_finite():
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value.adjusted() < 19 and value == value.to_integral_value():
+            return int(value)
+        return float(value)
     return value
 
 
@@ -190,6 +192,16 @@ def compile_rule(row: Mapping[str, Any]) -> SanitizationRule:
     config = row.get("sanitization_config") or {}
     if not isinstance(config, Mapping):
         raise SpecError(f"sanitization rule for '{name}': sanitization_config must be an object")
+    replace = config.get("regex_replace")
+    if replace is not None:
+        if not (isinstance(replace, list) and len(replace) == 2):
+            raise SpecError(
+                f"sanitization rule for '{name}': regex_replace is [pattern, replacement]"
+            )
+        try:
+            config = {**config, "regex_replace": [re.compile(str(replace[0])), str(replace[1])]}
+        except re.error as exc:
+            raise SpecError(f"sanitization rule for '{name}': bad regex_replace: {exc}") from None
     pattern = None
     if row.get("validation_pattern"):
         try:
@@ -230,8 +242,8 @@ def _clean_text(value: str, config: Mapping[str, Any], strip: bool) -> str:
     if config.get("to_uppercase"):
         value = value.upper()
     replace = config.get("regex_replace")
-    if isinstance(replace, list) and len(replace) == 2:
-        value = re.sub(str(replace[0]), str(replace[1]), value)
+    if replace:  # compiled by compile_rule
+        value = replace[0].sub(replace[1], value)
     return value
 
 

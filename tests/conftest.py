@@ -36,7 +36,9 @@ async def _build_template(admin_url: str) -> None:
     conn = await asyncpg.connect(with_database(admin_url, TEMPLATE))
     try:
         await migrations.migrate(conn)
-        await migrations.seed(conn)
+        # TEST_SEED_DOMAINS=camera_counting limits the template to some domains (dev only)
+        only = [d for d in os.environ.get("TEST_SEED_DOMAINS", "").split(",") if d]
+        await migrations.seed(conn, only)
     finally:
         await conn.close()
 
