@@ -34,6 +34,7 @@ routes: $(STAMP)
 
 bench: $(STAMP) ## benchmarks, printed as ratios against baselines
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/wfm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

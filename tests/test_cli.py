@@ -45,7 +45,8 @@ def test_migrate_and_seed_are_idempotent_from_the_cli(empty_db_url):
     seeded = run_cli("seed", "camera_counting", url=empty_db_url)
     assert seeded.returncode == 0, seeded.stderr
     assert "seeded seeds/camera_counting/" in seeded.stdout
-    assert "0 file(s) applied" in run_cli("seed", url=empty_db_url).stdout
+    assert "seeds/wfm/" not in seeded.stdout  # only the domain named
+    assert "0 file(s) applied" in run_cli("seed", "camera_counting", url=empty_db_url).stdout
 
     unknown = run_cli("seed", "no_such_domain", url=empty_db_url)
     assert unknown.returncode == 1 and "unknown seed domain" in unknown.stderr

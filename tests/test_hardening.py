@@ -201,20 +201,21 @@ def test_streams_are_bounded_and_head_runs_nothing(db, make_client):
         db,
         "/export",
         "GET",
-        "SELECT g AS n FROM generate_series(1, 5000) g",
+        "SELECT g AS n, repeat('x', 200) AS pad FROM generate_series(1, 60000) g",
         [],
         {"shape": "stream"},
     )
     client = make_client(stream_max_concurrent=1, pool_max_size=4)
     head = client.head("/export")
     assert head.status_code == 200 and head.headers["content-type"] == "application/x-ndjson"
+    # ~13 MB: more than the socket buffers hold, so the unread stream keeps its slot
     with client.stream("GET", "/export") as first:  # holds the only stream slot
         assert first.status_code == 200
         busy = client.get("/export")
         assert_problem(busy, 503, "DATABASE_CONNECTION_ERROR")
         assert busy.headers["retry-after"] == "5"
         lines = sum(1 for _ in first.iter_lines())
-    assert lines == 5000
+    assert lines == 60000
     assert client.get("/export").status_code == 200  # the slot is free again
 
 
