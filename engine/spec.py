@@ -156,7 +156,7 @@ def parse_param(position: int, raw: Any) -> ParamSpec:
     )
 
 
-def parse_result(raw: Any, method: str) -> ResultSpec:
+def parse_result(raw: Any) -> ResultSpec:
     if raw is None:
         raw = {}
     _need(isinstance(raw, Mapping), "result_mapping must be an object")
@@ -252,7 +252,7 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
                 f"path parameter '{p.name}' (${p.position}) is not in endpoint_path",
             )
 
-    result = parse_result(row.get("result_mapping"), method)
+    result = parse_result(row.get("result_mapping"))
     if result.paginate:
         clash = [p.name for p in params if p.source == "query" and p.name in PAGINATION_PARAMS]
         _need(not clash, f"query parameter(s) {', '.join(clash)} clash with pagination")
