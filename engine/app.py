@@ -154,6 +154,7 @@ def create_app(
             background.spawn(stats_loop(), "cache-stats")
             background.spawn(notifier(), "cache-notifier")
             app.state.loop = asyncio.get_running_loop()
+            app.state.listener = listener
             app.state.services = Services(
                 settings=settings,
                 db=db,

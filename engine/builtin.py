@@ -47,6 +47,17 @@ async def health(request: Request) -> Response:
         "endpoints": len(catalog.endpoints),
         "problems": len(catalog.problems),
         "catalog_generation": catalog.generation,
+        # counters an operator watches: a failing reload keeps an old catalogue,
+        # reconnects mean lost notifications, dropped error-log entries are lost
+        "counters": {
+            "catalog_reloads": services.catalogs.reloads,
+            "catalog_reload_failures": services.catalogs.reload_failures,
+            "listener_reconnects": request.app.state.listener.reconnects,
+            "cache_invalidations": services.cache.invalidations,
+            "error_log_written": services.errorlog.written,
+            "error_log_failed": services.errorlog.failed,
+            "error_log_dropped": services.errorlog.dropped,
+        },
     }
     return _json(body, 200 if database == "ok" else 503)
 

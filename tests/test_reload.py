@@ -67,6 +67,8 @@ def test_a_bad_row_is_reported_and_every_other_route_keeps_serving(db, make_clie
     assert client.get("/_engine/catalog").status_code == 401
     health = client.get("/_engine/health").json()
     assert health["status"] == "ok" and health["problems"] >= 1
+    assert health["counters"]["catalog_reloads"] >= 2
+    assert health["counters"]["catalog_reload_failures"] == 0
 
 
 def test_rows_that_cannot_work_are_each_skipped_with_a_reason(db, make_client):
@@ -156,6 +158,7 @@ def test_listener_reconnects_and_reloads_after_its_connection_is_killed(db, clie
     # and notifications work again on the new connection
     add_endpoint(db, "/live/after-kill-2", "GET", "SELECT 'again' AS v", result={"shape": "scalar"})
     assert client.wait_for("GET", "/live/after-kill-2", 200, timeout_s=5).json() == "again"
+    assert client.get("/_engine/health").json()["counters"]["listener_reconnects"] >= 1
 
 
 def test_error_code_and_schema_changes_also_reload(db, client):
