@@ -1,0 +1,204 @@
+"""The checks a row must pass to serve, and the warnings of rows that serve but look wrong.
+
+Pure: every fact about the database (column types, which functions are
+VOLATILE, which tables exist) is looked up by the compiler and handed in. An
+error raises :class:`SpecError` (the row does not serve); a warning is a
+string in the list returned (the row serves; ``engine check`` prints it).
+Messages name the column and the value in the admin's terms.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from engine import sqltext
+from engine.errors import SpecError
+from engine.spec import EndpointSpec
+
+# result column types the encoder cannot turn into JSON yet: refused, with the cast to use
+UNENCODABLE_TYPES = {"timetz": "text", "_timetz": "text[]"}
+UNENCODABLE_KINDS = {"range": "text", "multirange": "text"}
+
+# sanitization_config keys the sanitizer reads (engine/validation.py)
+SANITIZATION_KEYS = frozenset(
+    {
+        "allowed_protocols",
+        "check_url_format",
+        "escape_html",
+        "escape_sql",
+        "max",
+        "min",
+        "non_negative",
+        "precision",
+        "regex_replace",
+        "remove_extra_spaces",
+        "required_fields",
+        "strip",
+        "to_lowercase",
+        "to_uppercase",
+    }
+)
+
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_statement(spec: EndpointSpec, volatile_calls: Collection[str]) -> None:
+    """Errors of the template's text that would otherwise fail (or mislead) at run time."""
+    reads = spec.is_read or spec.result.shape == "stream"
+    kind = sqltext.statement_kind(spec.sql)
+    if reads:
+        what = "a GET" if spec.is_read else "a stream"
+        if kind == "LOCK":
+            raise SpecError(
+                f"{what} template runs in a read-only transaction, so it cannot lock rows "
+                "(FOR UPDATE / FOR SHARE)"
+            )
+        if kind != "SELECT":
+            raise SpecError(
+                f"{what} template must only read (SELECT, WITH, VALUES), but this one is {kind}"
+            )
+        if volatile_calls:
+            names = ", ".join(f"{n}()" for n in sorted(volatile_calls))
+            raise SpecError(
+                f"{what} template calls VOLATILE function(s) {names}; a read may only call "
+                "STABLE or IMMUTABLE functions (declare the function STABLE if it only reads, "
+                "or publish it with POST)"
+            )
+    if spec.result.paginate and sqltext.has_own_limit(spec.sql):
+        raise SpecError(
+            "result_mapping.paginate adds LIMIT and OFFSET itself, but the template has its "
+            "own LIMIT/OFFSET/FETCH, which would silently cut pages short; remove it (or drop "
+            "paginate)"
+        )
+
+
+def check_columns(spec: EndpointSpec, columns: Sequence[tuple[str, str, str]]) -> None:
+    """Refuse result columns the encoder cannot answer. ``columns``: (name, type, kind)."""
+    bad = []
+    for name, type_name, kind in columns:
+        cast = UNENCODABLE_TYPES.get(type_name) or UNENCODABLE_KINDS.get(kind)
+        if cast:
+            shown = type_name.lstrip("_") + ("[]" if type_name.startswith("_") else "")
+            bad.append(f"'{name}' ({shown}; cast it, e.g. {name}::{cast})")
+    if bad:
+        raise SpecError(f"result column(s) of a type the engine cannot encode: {', '.join(bad)}")
+
+
+def row_warnings(
+    spec: EndpointSpec,
+    *,
+    columns: Sequence[str],
+    missing_tables: Iterable[str],
+    body_fields: Collection[str] | None,
+    own_rules: Iterable[Mapping[str, Any]],
+    calls_functions: bool,
+) -> list[str]:
+    """What is probably wrong with a row that serves."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for p in spec.params:
+        if p.name in seen:
+            out.append(
+                f"query_parameters: the name '{p.name}' is used by ${seen[p.name]} and "
+                f"${p.position}; the client can only send one value for both"
+            )
+        seen.setdefault(p.name, p.position)
+    bound = {p.name for p in spec.params if p.source == "path"}
+    for name in spec.path_params():
+        if name not in bound:
+            out.append(
+                f"endpoint_path has {{{name}}} but no query_parameters entry with "
+                f'"in": "path" binds it: the value is matched and ignored'
+            )
+    out.extend(
+        f"table '{t}' (target_table or cache_invalidation_rules) does not exist: cached reads "
+        "of it are never invalidated"
+        for t in sorted(missing_tables)
+    )
+    returned = set(columns)
+    for column, json_name in spec.result.fields:
+        if column not in returned:
+            out.append(
+                f"result_mapping.fields renames '{column}' to '{json_name}', but the template "
+                f"returns no column '{column}' (it returns: {', '.join(columns) or 'nothing'})"
+            )
+    for rule in own_rules:
+        name = rule.get("field_name") or ""
+        if body_fields is not None and name and name not in body_fields:
+            out.append(
+                f"data_sanitization_rules id={rule.get('id')}: field_name '{name}' is not a "
+                "parameter or a property of the endpoint's schema, so the rule never applies"
+            )
+    if (
+        not spec.is_read
+        and spec.result.shape != "stream"
+        and sqltext.statement_kind(spec.sql) == "SELECT"
+        and not calls_functions
+    ):
+        out.append(
+            f"a {spec.method} endpoint (database_operation {spec.operation}) whose template "
+            "only reads (SELECT) and calls no function: it changes nothing"
+        )
+    if not spec.requires_auth and (spec.required_roles or spec.required_permissions):
+        out.append(
+            "required_roles/required_permissions are set but requires_auth is false: "
+            "anonymous callers are refused anyway; set requires_auth = true to say so"
+        )
+    if spec.cache_enabled and spec.cache_ttl_seconds == 0:
+        out.append("cache_enabled with cache_ttl_seconds = 0: answers are not cached")
+    return out
+
+
+def rule_warnings(row: Mapping[str, Any]) -> list[str]:
+    """Unknown ``sanitization_config`` keys (a typo silently does nothing)."""
+    config = row.get("sanitization_config")
+    if not isinstance(config, Mapping):
+        return []
+    unknown = sorted(set(config) - SANITIZATION_KEYS)
+    if not unknown:
+        return []
+    return [
+        f"sanitization_config has unknown key(s) {', '.join(unknown)} (known: "
+        f"{', '.join(sorted(SANITIZATION_KEYS))})"
+    ]
+
+
+def error_code_warnings(row: Mapping[str, Any]) -> list[str]:
+    """What is wrong with one ``api_error_codes`` row (it is still used)."""
+    out = []
+    code = row.get("error_code") or ""
+    if not _CODE.fullmatch(code):
+        out.append(
+            f"error_code {code!r} is not a valid URN segment (letters, digits, '.', '_', '-'): "
+            f"the problem type urn:api-error:{code} is malformed"
+        )
+    if not str(row.get("error_message") or "").strip():
+        out.append("error_message is empty: clients get an empty title")
+    localized = row.get("localized_messages")
+    if isinstance(localized, Mapping):
+        for lang, text in localized.items():
+            if not isinstance(text, str):
+                out.append(
+                    f"localized_messages.{lang} is a JSON {type(text).__name__}, not a string"
+                )
+            elif not text.strip():
+                out.append(f"localized_messages.{lang} is empty")
+    return out
+
+
+def schema_fields(schema: Any) -> set[str]:
+    """Every property name a JSON Schema mentions, at any depth."""
+    out: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            props = node.get("properties")
+            if isinstance(props, Mapping):
+                out.update(str(k) for k in props)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return out
