@@ -14,7 +14,7 @@ from engine import builtin, keys
 from engine.auth import Authenticator, JwtConfig
 from engine.cache import ResponseCache, write_stats
 from engine.catalog import CHANNEL as CATALOG_CHANNEL
-from engine.catalog import Catalog, CatalogManager
+from engine.catalog import DDL_PAYLOAD, Catalog, CatalogManager
 from engine.database import Database
 from engine.endpoint import Dispatcher, Services
 from engine.errorlog import ErrorLogger
@@ -65,9 +65,12 @@ def create_app(
         cache = ResponseCache(default_max_entries=settings.cache_max_entries)
         background = _Background()
 
-        def on_reload(catalog: Catalog) -> None:
-            # any catalogue change (a template, a schema, a rule) may change answers
-            cache.clear()
+        def on_reload(previous: Catalog, catalog: Catalog) -> None:
+            # an endpoint compiled anew (its row or a row it depends on changed) may answer
+            # differently: drop its cached answers; the others keep theirs
+            for mid, ep in previous.serving.items():
+                if catalog.serving.get(mid) is not ep:
+                    cache.drop(mid)
             for ep in catalog.endpoints:
                 if ep.cacheable:
                     cache.configure(
@@ -96,7 +99,7 @@ def create_app(
 
         def on_reconnect() -> None:
             cache.clear()  # invalidations sent while we were away are lost
-            catalogs.request_reload()
+            catalogs.request_reload(DDL_PAYLOAD)  # so are schema changes: re-check every row
             background.spawn(reload_keys(), "reload-keys")
 
         listener = Listener(

@@ -99,28 +99,40 @@ def check_types(params: Sequence[ParamSpec], pg_types: Sequence[PgType]) -> list
         )
         return problems
     for p, pg in zip(params, pg_types, strict=True):
-        if not compatible(p.type, pg, p.items):
-            declared = f"{p.type} of {p.items}" if p.items else p.type
-            problems.append(
-                f"${p.position} '{p.name}' is declared {declared} but PostgreSQL infers "
-                f"{pg.name}; change the type or add a cast such as ${p.position}::"
-                f"{_suggest_cast(p.type)}"
-            )
+        if compatible(p.type, pg, p.items):
+            continue
+        declared = f"array of {p.items}" if p.items else p.type
+        if not p.explicit_type:
+            declared = "string (it has no 'type', and string is the default)"
+        inferred = f"{pg.element}[]" if pg.kind == "array" and pg.element else pg.name
+        fix = _declaration_for(pg)
+        hint = (
+            f"declare {fix} to match it, or cast the placeholder in the template "
+            f"(${p.position}::type) if the value really is a {p.items or p.type}"
+            if fix
+            else f"cast the placeholder in the template (${p.position}::type) to a type "
+            f"query_parameters can bind"
+        )
+        problems.append(
+            f"query_parameters[{p.position - 1}] '{p.name}' (${p.position}) is declared "
+            f"{declared}, but PostgreSQL infers {inferred} for ${p.position}; {hint}"
+        )
     return problems
 
 
-def _suggest_cast(declared: str) -> str:
-    return {
-        "integer": "bigint",
-        "number": "numeric",
-        "string": "text",
-        "boolean": "boolean",
-        "uuid": "uuid",
-        "date": "date",
-        "timestamp": "timestamptz",
-        "json": "jsonb",
-        "array": "text[]",
-    }.get(declared, "text")
+def _declaration_for(pg: PgType) -> str | None:
+    """The query_parameters type that binds what PostgreSQL infers, as an admin writes it."""
+    if pg.kind == "array":
+        for items in COMPATIBLE:
+            if items != "json" and pg.element in COMPATIBLE[items]:
+                return f'"type": "array", "items": "{items}"'
+        return '"type": "array"'
+    if pg.kind == "enum":
+        return '"type": "string"'
+    for name, names in COMPATIBLE.items():
+        if pg.name in names:
+            return f'"type": "{name}"'
+    return None
 
 
 class BadValue(ValueError):

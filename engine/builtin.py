@@ -46,6 +46,11 @@ async def health(request: Request) -> Response:
         "database": database,
         "endpoints": len(catalog.endpoints),
         "problems": len(catalog.problems),
+        # routes whose owning row cannot serve (they answer 503 ENDPOINT_UNAVAILABLE), and
+        # rows whose latest version is refused while an older one serves
+        "routes_not_serving": len(catalog.unavailable),
+        "rows": catalog.state_counts(),
+        "schema_changes_watched": services.catalogs.ddl_watched,
         "catalog_generation": catalog.generation,
         # counters an operator watches: a failing reload keeps an old catalogue,
         # reconnects mean lost notifications, dropped error-log entries are lost
@@ -87,6 +92,8 @@ async def catalog_report(request: Request) -> Response:
                 for ep in catalog.endpoints
             ],
             "problems": [p.as_dict() for p in catalog.problems],
+            "warnings": [p.as_dict() for p in catalog.warnings],
+            "rows": [s.as_dict() for s in catalog.statuses],
         }
     )
 

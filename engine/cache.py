@@ -151,6 +151,10 @@ class ResponseCache:
             return
         self.caches[endpoint_id] = EndpointCache(*wanted)
 
+    def drop(self, endpoint_id: int) -> None:
+        """Forget an endpoint's cache (its definition changed); in-flight fills are not kept."""
+        self.caches.pop(endpoint_id, None)
+
     def retain(self, endpoint_ids: Iterable[int]) -> None:
         keep = set(endpoint_ids)
         for eid in list(self.caches):

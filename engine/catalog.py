@@ -1,13 +1,25 @@
-"""The catalogue: mapping rows loaded, checked against the database, compiled into routes.
+"""The catalogue: every mapping row read in one snapshot, compiled, owned, and reported.
 
-:func:`load_catalog` reads every active mapping row with its validation
-schemas, sanitization rules, response templates, error codes and cache
-settings in one snapshot, prepares each template (syntax, placeholder count and
-types, read-only for GET) and compiles what can be decided from the row once.
-A row that fails is left out and reported as a :class:`Problem`; the rest
-serve. :class:`CatalogManager` keeps the current catalogue and rebuilds it when
-a trigger on those tables sends ``NOTIFY engine_catalog``, swapping it in
-atomically; if its listening connection drops it reconnects and reloads.
+:func:`load_catalog` reads the mapping rows (active and drafts) with the rows
+they depend on, compiles each one whose definition or dependencies changed
+since the previous generation (:mod:`engine.compiler`), and decides who
+answers each route:
+
+- **Ownership.** A (method, path with parameter names and trailing slash
+  ignored) belongs to the *active row with the lowest id* at it, whether that
+  row compiles or not. Any other active row there is ``refused`` and never
+  serves, whatever happens to the owner.
+- **Last good version.** When the owner's new definition (or a row it depends
+  on) does not compile, the version that served before keeps serving
+  (``stale``); with none (a cold start), the route answers 503
+  ``ENDPOINT_UNAVAILABLE``. Deactivating or deleting a row takes effect at once.
+- **Drafts.** Inactive rows are compiled too, never served, and reported
+  (``draft``), so an admin can check a row before activating it.
+
+Each row's state goes to ``api_endpoint_status`` after every load.
+:class:`CatalogManager` keeps the live catalogue and rebuilds it when a
+trigger sends ``NOTIFY engine_catalog`` (payload ``ddl`` after a schema change:
+every row is re-checked against the database), swapping it in atomically.
 """
 
 from __future__ import annotations
@@ -15,31 +27,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 
-from engine.binding import Binder, PgType, check_types
-from engine.database import Database, describe, is_read_only
+from engine import checks
+from engine.compiler import CacheConfig, CompiledEndpoint, Compiler, RowInputs, fingerprint
+from engine.database import Database
 from engine.errors import ErrorCatalog, ErrorCode, SpecError
-from engine.shaping import Envelope, Shaper, compile_envelope
-from engine.spec import EndpointSpec, parse_row, path_regex, path_specificity
-from engine.validation import (
-    SanitizationRule,
-    Sanitizer,
-    SchemaValidator,
-    build_sanitizer,
-    compile_rule,
-    compile_schema,
-)
+from engine.routing import UNAVAILABLE, Match, RouteTable, route_key
+from engine.shaping import Envelope, compile_envelope
+from engine.validation import SanitizationRule, compile_rule
+
+__all__ = ["CacheConfig", "Catalog", "CatalogManager", "CompiledEndpoint", "load_catalog"]
 
 log = logging.getLogger("engine.catalog")
 
 CHANNEL = "engine_catalog"
+DDL_PAYLOAD = "ddl"  # sent by the event trigger of sql/006 after CREATE/ALTER/DROP
 
 LOAD_MAPPINGS = """
 SELECT id, endpoint_path, http_method, service_name, database_operation, target_table,
@@ -47,7 +56,6 @@ SELECT id, endpoint_path, http_method, service_name, database_operation, target_
        cache_ttl_seconds, rate_limit_per_minute, requires_auth, required_roles,
        required_permissions, is_active, statement_timeout_ms, version, description
 FROM api_endpoint_mappings
-WHERE is_active
 ORDER BY id
 """
 LOAD_SCHEMAS = """
@@ -65,7 +73,7 @@ WHERE is_active
 ORDER BY id
 """
 LOAD_TEMPLATES = """
-SELECT endpoint_mapping_id, response_type, response_headers, include_metadata,
+SELECT id, endpoint_mapping_id, response_type, response_headers, include_metadata,
        include_pagination, include_timestamps
 FROM api_response_templates
 ORDER BY id
@@ -74,23 +82,43 @@ LOAD_ERROR_CODES = """
 SELECT error_code, error_message, error_category, http_status_code, suggested_action,
        localized_messages
 FROM api_error_codes
+ORDER BY error_code
 """
 LOAD_CACHE_CONFIG = """
 SELECT endpoint_mapping_id, cache_enabled, cache_ttl_seconds, cache_key_template,
        cache_invalidation_rules, cache_strategy, cache_max_entries
 FROM api_cache_config
 """
+DDL_WATCH = "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'engine_ddl_watch' AND evtenabled <> 'D')"
+WRITE_STATUS = """
+INSERT INTO api_endpoint_status AS s
+    (endpoint_mapping_id, version, state, reason, serving_version, warnings, checked_at)
+SELECT u.id, u.version, u.state, u.reason, u.serving_version, u.warnings::jsonb, now()
+FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[])
+     AS u(id, version, state, reason, serving_version, warnings)
+WHERE EXISTS (SELECT 1 FROM api_endpoint_mappings m WHERE m.id = u.id)
+ON CONFLICT (endpoint_mapping_id) DO UPDATE
+SET version = EXCLUDED.version, state = EXCLUDED.state, reason = EXCLUDED.reason,
+    serving_version = EXCLUDED.serving_version, warnings = EXCLUDED.warnings,
+    checked_at = EXCLUDED.checked_at
+"""
+
+# what a row's compilation may raise besides SpecError (a driver or data surprise)
+_COMPILE_ERRORS = (SpecError, asyncpg.InterfaceError, ValueError, TypeError, KeyError)
+
+SERVING, STALE, REFUSED, DRAFT = "serving", "stale", "refused", "draft"
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A row the engine could not serve, and why."""
+    """A row the engine could not serve (or, with severity ``warning``, that looks wrong)."""
 
     source: str  # table the row lives in
-    row_id: int | None
+    row_id: int | str | None
     reason: str
     path: str | None = None
     method: str | None = None
+    severity: str = "error"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +127,7 @@ class Problem:
             "method": self.method,
             "path": self.path,
             "reason": self.reason,
+            "severity": self.severity,
         }
 
     def __str__(self) -> str:
@@ -107,173 +136,73 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class CacheConfig:
-    """How one endpoint is cached (reads) or which cached reads it invalidates (writes)."""
+class RowStatus:
+    """One mapping row's outcome, as written to ``api_endpoint_status``."""
 
-    enabled: bool
-    ttl_seconds: int
-    strategy: str = "ttl"
-    max_entries: int | None = None
-    key_positions: tuple[int, ...] | None = None  # bound values in the key; None: all
-    tables: frozenset[str] = frozenset()  # read: depends on; write: invalidates
-
-
-def _rule_tables(rules: Any) -> list[str]:
-    if rules is None:
-        return []
-    if isinstance(rules, Mapping):
-        rules = rules.get("tables", [])
-    if not isinstance(rules, list) or not all(isinstance(t, str) and t for t in rules):
-        raise SpecError(
-            'cache_invalidation_rules must be {"tables": ["table", ...]} or a list of table names'
-        )
-    return rules
-
-
-def _key_positions(template: str | None, spec: EndpointSpec) -> tuple[int, ...] | None:
-    """Bound values named by cache_key_template (auth-bound ones always stay in the key)."""
-    if not template:
-        return None
-    try:
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-    except ValueError as exc:
-        raise SpecError(f"cache_key_template is malformed: {exc}") from None
-    known = {p.name for p in spec.params}
-    unknown = names - known
-    if unknown:
-        raise SpecError(
-            f"cache_key_template names unknown parameter(s): {', '.join(sorted(unknown))}"
-        )
-    return tuple(p.position - 1 for p in spec.params if p.name in names or p.source == "auth")
-
-
-def cache_config(spec: EndpointSpec, row: Mapping[str, Any] | None) -> CacheConfig:
-    tables = {spec.target_table.lower()} if spec.target_table else set()
-    if row is None:
-        return CacheConfig(
-            enabled=spec.cache_enabled, ttl_seconds=spec.cache_ttl_seconds, tables=frozenset(tables)
-        )
-    tables.update(t.lower() for t in _rule_tables(row["cache_invalidation_rules"]))
-    ttl = row["cache_ttl_seconds"] or spec.cache_ttl_seconds
-    if ttl <= 0:
-        raise SpecError("cache_ttl_seconds must be positive")
-    return CacheConfig(
-        enabled=bool(row["cache_enabled"]) and spec.cache_enabled,
-        ttl_seconds=ttl,
-        strategy=row["cache_strategy"] or "ttl",
-        max_entries=row["cache_max_entries"],
-        key_positions=_key_positions(row["cache_key_template"], spec),
-        tables=frozenset(tables),
-    )
-
-
-@dataclass(frozen=True)
-class CompiledEndpoint:
-    """Everything decided from one row, ready for the request path."""
-
-    spec: EndpointSpec
-    binder: Binder
-    shaper: Shaper
-    sql: str
-    page_sql: str | None
-    body_schema: SchemaValidator | None
-    query_schema: SchemaValidator | None
-    sanitizer: Sanitizer | None
-    success: Envelope | None
-    paginated: Envelope | None
-    error: Envelope | None
-    timeout_s: float | None
-    cache: CacheConfig
-    columns: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def needs_body(self) -> bool:
-        return self.binder.uses_body or self.body_schema is not None
-
-    @property
-    def cacheable(self) -> bool:
-        return self.spec.is_read and self.cache.enabled and self.spec.result.shape != "stream"
-
-    @property
-    def invalidates(self) -> frozenset[str]:
-        """Tables whose cached reads a successful call of this (write) endpoint drops."""
-        return frozenset() if self.spec.is_read else self.cache.tables
-
-
-@dataclass
-class Route:
+    mapping_id: int
+    version: int
+    state: str  # serving | stale | refused | draft
+    reason: str | None
+    method: str
     path: str
-    regex: Any
-    methods: dict[str, CompiledEndpoint] = field(default_factory=dict)
+    serving_version: int | None = None
+    warnings: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True)
-class Match:
-    endpoint: CompiledEndpoint | None
-    path_params: Mapping[str, str]
-    allowed: tuple[str, ...] = ()
-
-
-class RouteTable:
-    """Path + method -> endpoint. Literal paths by dict, the rest by ordered regexes."""
-
-    def __init__(self, endpoints: Iterable[CompiledEndpoint]) -> None:
-        routes: dict[str, Route] = {}
-        for ep in endpoints:
-            route = routes.setdefault(ep.spec.path, Route(ep.spec.path, path_regex(ep.spec.path)))
-            route.methods[ep.spec.method] = ep
-        self._exact = {p: r for p, r in routes.items() if "{" not in p}
-        self._patterns = sorted(
-            (r for p, r in routes.items() if "{" in p), key=lambda r: path_specificity(r.path)
-        )
-
-    def match(self, path: str, method: str) -> Match | None:
-        if method == "HEAD":
-            method = "GET"
-        allowed: set[str] = set()
-        route = self._exact.get(path)
-        if route is not None:
-            ep = route.methods.get(method)
-            if ep is not None:
-                return Match(ep, {})
-            allowed.update(route.methods)
-        for route in self._patterns:
-            m = route.regex.match(path)
-            if m is None:
-                continue
-            ep = route.methods.get(method)
-            if ep is not None:
-                return Match(ep, m.groupdict())
-            allowed.update(route.methods)
-        if allowed:
-            return Match(None, {}, tuple(sorted(allowed)))
-        return None
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.mapping_id,
+            "method": self.method,
+            "path": self.path,
+            "version": self.version,
+            "state": self.state,
+            "reason": self.reason,
+            "serving_version": self.serving_version,
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass
 class Catalog:
-    """One immutable generation of compiled endpoints."""
+    """One immutable generation of compiled endpoints and the state of every row."""
 
-    endpoints: tuple[CompiledEndpoint, ...]
+    endpoints: tuple[CompiledEndpoint, ...]  # what serves (stale ones included)
     errors: ErrorCatalog
-    problems: tuple[Problem, ...]
+    problems: tuple[Problem, ...]  # active rows that do not serve as written, broken side rows
+    statuses: tuple[RowStatus, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+    unavailable: tuple[tuple[str, str], ...] = ()  # (method, path) routes answering 503
+    compiled: Mapping[int, CompiledEndpoint] = field(default_factory=dict)  # drafts too
     default_error_envelope: Envelope | None = None
     loaded_at: float = field(default_factory=time.time)
     generation: int = 0
+    compiled_rows: int = 0  # rows compiled by this load (the others were reused)
+    prepares: int = 0  # statements prepared by this load
 
     def __post_init__(self) -> None:
-        self.routes = RouteTable(self.endpoints)
+        entries: list[tuple[str, str, Any]] = [
+            (ep.spec.method, ep.spec.path, ep) for ep in self.endpoints
+        ]
+        entries.extend((method, path, UNAVAILABLE) for method, path in self.unavailable)
+        self.routes = RouteTable(entries)
+        self.serving = {ep.spec.id: ep for ep in self.endpoints}
 
     def match(self, path: str, method: str) -> Match | None:
         return self.routes.match(path, method)
+
+    def state_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys((SERVING, STALE, REFUSED, DRAFT), 0)
+        for s in self.statuses:
+            counts[s.state] += 1
+        return counts
 
 
 def empty_catalog() -> Catalog:
     return Catalog(endpoints=(), errors=ErrorCatalog(), problems=())
 
 
-def _error_codes(rows: Iterable[Mapping[str, Any]]) -> ErrorCatalog:
-    codes = {}
+def _error_codes(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, ErrorCode], list[Problem]]:
+    codes: dict[str, ErrorCode] = {}
+    warnings: list[Problem] = []
     for r in rows:
         localized = r["localized_messages"] or {}
         codes[r["error_code"]] = ErrorCode(
@@ -281,204 +210,295 @@ def _error_codes(rows: Iterable[Mapping[str, Any]]) -> ErrorCatalog:
             status=int(r["http_status_code"]),
             message=r["error_message"],
             category=r["error_category"] or "server",
-            localized={str(k).lower(): str(v) for k, v in localized.items()}
+            localized={
+                str(k).lower(): v for k, v in localized.items() if isinstance(v, str) and v.strip()
+            }
             if isinstance(localized, Mapping)
             else {},
             suggested_action=r["suggested_action"],
         )
-    return ErrorCatalog(codes)
-
-
-class _Compiler:
-    """Compiles rows against one connection (used only while loading)."""
-
-    def __init__(
-        self,
-        conn: asyncpg.Connection,
-        server_version: int,
-        errors: ErrorCatalog,
-        default_timeout_ms: int,
-    ) -> None:
-        self.conn = conn
-        self.server_version = server_version
-        self.errors = errors
-        self.default_timeout_ms = default_timeout_ms
-
-    async def prepare(self, sql: str) -> Any:
-        """describe() inside a savepoint, so a failure leaves the snapshot usable."""
-        async with self.conn.transaction():
-            return await describe(self.conn, sql)
-
-    async def compile(
-        self,
-        row: Mapping[str, Any],
-        schemas: Mapping[str, Mapping[str, Any]],
-        rules: list[SanitizationRule],
-        templates: Mapping[str, Envelope],
-        cache_row: Mapping[str, Any] | None,
-    ) -> CompiledEndpoint:
-        spec = parse_row(row)
-        if spec.result.not_found and spec.result.not_found not in self.errors:
-            raise SpecError(
-                f"result_mapping.not_found names unknown error code '{spec.result.not_found}'"
-            )
-
-        body_schema = query_schema = None
-        sanitize = True
-        for applies_to, srow in schemas.items():
-            compiled = compile_schema(
-                srow["schema_name"],
-                srow["validation_schema"],
-                strict_mode=bool(srow["strict_mode"]),
-                allow_unknown_fields=bool(srow["allow_unknown_fields"]),
-                applies_to=applies_to,
-            )
-            if applies_to == "body":
-                body_schema = compiled
-                sanitize = srow["sanitize_input"] is not False
-            else:
-                query_schema = compiled
-
-        try:
-            prepared = await self.prepare(spec.sql)
-        except asyncpg.PostgresError as exc:
-            raise SpecError(f"the template does not prepare: {exc.sqlstate} {exc}") from None
-        pg_types = [PgType(name, kind, element) for name, kind, element in prepared.param_types]
-        type_problems = check_types(spec.params, pg_types)
-        if type_problems:
-            raise SpecError("; ".join(type_problems))
-        if spec.is_read:
-            try:
-                async with self.conn.transaction():
-                    reads_only = await is_read_only(self.conn, spec.sql, self.server_version)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError):
-                reads_only = None
-            if reads_only is False:
-                raise SpecError("a GET template must only read, but this one modifies data")
-
-        page_sql = None
-        if spec.result.paginate:
-            n = len(spec.params)
-            page_sql = f"SELECT * FROM ({spec.sql}) AS _page LIMIT ${n + 1} OFFSET ${n + 2}"
-            try:
-                await self.prepare(page_sql)
-            except asyncpg.PostgresError as exc:
-                raise SpecError(f"a paginated template must be a plain SELECT: {exc}") from None
-
-        binder = Binder(spec.params, pg_types)
-        timeout_ms = spec.statement_timeout_ms or self.default_timeout_ms
-        cache = cache_config(spec, cache_row)
-        if spec.is_read and cache.enabled and spec.cache_ttl_seconds <= 0 and cache_row is None:
-            raise SpecError("cache_ttl_seconds must be positive when cache_enabled")
-        return CompiledEndpoint(
-            spec=spec,
-            binder=binder,
-            shaper=Shaper(spec.result, spec.method),
-            sql=spec.sql,
-            page_sql=page_sql,
-            body_schema=body_schema,
-            query_schema=query_schema,
-            sanitizer=build_sanitizer(rules) if sanitize and rules else None,
-            success=templates.get("success"),
-            paginated=templates.get("paginated"),
-            error=templates.get("error"),
-            timeout_s=timeout_ms / 1000 if timeout_ms else None,
-            cache=cache,
-            columns=prepared.columns,
+        warnings.extend(
+            Problem("api_error_codes", r["error_code"], w, severity="warning")
+            for w in checks.error_code_warnings(r)
         )
+    return codes, warnings
 
 
-async def load_catalog(
-    conn: asyncpg.Connection, *, default_timeout_ms: int = 30000, generation: int = 0
-) -> Catalog:
-    """Read and compile every active row in one consistent snapshot."""
+@dataclass
+class _Snapshot:
+    mappings: list[asyncpg.Record]
+    inputs: dict[int, RowInputs]
+    codes: dict[str, ErrorCode]
+    problems: list[Problem]
+    warnings: list[Problem]
+    default_error_envelope: Envelope | None
+
+
+def _plain(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record.items())
+
+
+async def _read_snapshot(conn: asyncpg.Connection) -> _Snapshot:
+    mappings = await conn.fetch(LOAD_MAPPINGS)
+    schema_rows = await conn.fetch(LOAD_SCHEMAS)
+    rule_rows = await conn.fetch(LOAD_RULES)
+    template_rows = await conn.fetch(LOAD_TEMPLATES)
+    codes, warnings = _error_codes(await conn.fetch(LOAD_ERROR_CODES))
+    cache_rows = {r["endpoint_mapping_id"]: r for r in await conn.fetch(LOAD_CACHE_CONFIG)}
     problems: list[Problem] = []
-    server_version = conn.get_server_version().major
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        mappings = await conn.fetch(LOAD_MAPPINGS)
-        schema_rows = await conn.fetch(LOAD_SCHEMAS)
-        rule_rows = await conn.fetch(LOAD_RULES)
-        template_rows = await conn.fetch(LOAD_TEMPLATES)
-        errors = _error_codes(await conn.fetch(LOAD_ERROR_CODES))
-        cache_rows = {r["endpoint_mapping_id"]: r for r in await conn.fetch(LOAD_CACHE_CONFIG)}
 
-        schemas: dict[int, dict[str, Mapping[str, Any]]] = {}
-        for r in schema_rows:
-            schemas.setdefault(r["endpoint_mapping_id"], {})[r["applies_to"] or "body"] = r
+    schemas: dict[int, dict[str, Mapping[str, Any]]] = {}
+    for r in schema_rows:
+        schemas.setdefault(r["endpoint_mapping_id"], {})[r["applies_to"] or "body"] = r
 
-        global_rules: list[SanitizationRule] = []
-        own_rules: dict[int, list[SanitizationRule]] = {}
-        for r in rule_rows:
-            try:
-                rule = compile_rule(r)
-            except SpecError as exc:
-                problems.append(Problem("data_sanitization_rules", r["id"], str(exc)))
-                continue
-            if r["endpoint_mapping_id"] is None:
-                global_rules.append(rule)
-            else:
-                own_rules.setdefault(r["endpoint_mapping_id"], []).append(rule)
+    global_rules: list[SanitizationRule] = []
+    global_errors: list[tuple[str, str]] = []
+    own_rules: dict[int, list[SanitizationRule]] = {}
+    own_errors: dict[int, list[tuple[str, str]]] = {}
+    own_rule_rows: dict[int, list[Mapping[str, Any]]] = {}
+    for r in rule_rows:
+        mid = r["endpoint_mapping_id"]
+        warnings.extend(
+            Problem("data_sanitization_rules", r["id"], w, severity="warning")
+            for w in checks.rule_warnings(r)
+        )
+        if mid is not None:
+            own_rule_rows.setdefault(mid, []).append(r)
+        try:
+            rule = compile_rule(r)
+        except SpecError as exc:
+            problems.append(Problem("data_sanitization_rules", r["id"], str(exc)))
+            (global_errors if mid is None else own_errors.setdefault(mid, [])).append(
+                (r["field_name"] or "", f"data_sanitization_rules id={r['id']}: {exc}")
+            )
+            continue
+        (global_rules if mid is None else own_rules.setdefault(mid, [])).append(rule)
 
-        defaults: dict[str, Envelope] = {}
-        own_templates: dict[int, dict[str, Envelope]] = {}
-        for r in template_rows:
-            env = compile_envelope(r)
-            if r["endpoint_mapping_id"] is None:
-                defaults[env.response_type] = env
-            else:
-                own_templates.setdefault(r["endpoint_mapping_id"], {})[env.response_type] = env
+    defaults: dict[str, Envelope] = {}
+    own_templates: dict[int, dict[str, Envelope]] = {}
+    templates_by_id: dict[int | None, list[Mapping[str, Any]]] = {}
+    for r in template_rows:
+        env = compile_envelope(r)
+        mid = r["endpoint_mapping_id"]
+        templates_by_id.setdefault(mid, []).append(r)
+        if mid is None:
+            defaults[env.response_type] = env
+        else:
+            own_templates.setdefault(mid, {})[env.response_type] = env
 
-        compiler = _Compiler(conn, server_version, errors, default_timeout_ms)
-        endpoints: list[CompiledEndpoint] = []
-        seen: dict[tuple[str, str], int] = {}
-        for row in mappings:
-            mid = row["id"]
-            try:
-                key = (row["http_method"].upper(), _normalise(row["endpoint_path"]))
-                if key in seen:
-                    raise SpecError(
-                        f"its path and method clash with mapping id={seen[key]} "
-                        "(same path with other parameter names)"
-                    )
-                ep = await compiler.compile(
-                    row,
-                    schemas.get(mid, {}),
-                    [*global_rules, *own_rules.get(mid, [])],
-                    {**defaults, **own_templates.get(mid, {})},
-                    cache_rows.get(mid),
-                )
-            except (SpecError, asyncpg.InterfaceError, ValueError, TypeError, KeyError) as exc:
-                reason = str(exc) if isinstance(exc, SpecError) else f"cannot compile: {exc}"
-                problems.append(
-                    Problem(
-                        "api_endpoint_mappings",
-                        mid,
-                        reason,
-                        path=row["endpoint_path"],
-                        method=row["http_method"],
-                    )
-                )
-                continue
-            seen[key] = mid
-            endpoints.append(ep)
-    return Catalog(
-        endpoints=tuple(endpoints),
-        errors=errors,
-        problems=tuple(problems),
-        default_error_envelope=defaults.get("error"),
-        generation=generation,
+    shared = fingerprint(
+        [_plain(r) for r in rule_rows if r["endpoint_mapping_id"] is None],
+        [_plain(r) for r in templates_by_id.get(None, [])],
+    )
+    inputs: dict[int, RowInputs] = {}
+    for row in mappings:
+        mid = row["id"]
+        own_schemas = schemas.get(mid, {})
+        cache_row = cache_rows.get(mid)
+        not_found = _not_found(row)
+        has_not_found = not_found is None or not_found in codes
+        rows_of_mine = own_rule_rows.get(mid, [])
+        inputs[mid] = RowInputs(
+            row=row,
+            schemas=own_schemas,
+            rules=[*global_rules, *own_rules.get(mid, [])],
+            own_rule_rows=rows_of_mine,
+            rule_errors=[*global_errors, *own_errors.get(mid, [])],
+            templates={**defaults, **own_templates.get(mid, {})},
+            cache_row=cache_row,
+            has_not_found=has_not_found,
+            fingerprint=fingerprint(
+                shared,
+                _plain(row),
+                {k: _plain(v) for k, v in own_schemas.items()},
+                [_plain(r) for r in rows_of_mine],
+                [_plain(r) for r in templates_by_id.get(mid, [])],
+                _plain(cache_row),
+                has_not_found,
+            ),
+        )
+    return _Snapshot(mappings, inputs, codes, problems, warnings, defaults.get("error"))
+
+
+def _not_found(row: Mapping[str, Any]) -> str | None:
+    result = row["result_mapping"]
+    if isinstance(result, str):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            result = orjson.loads(result)
+    value = result.get("not_found") if isinstance(result, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _clash_reason(row: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
+    same = row["endpoint_path"] == owner["endpoint_path"]
+    a, b = row["endpoint_path"].rstrip("/"), owner["endpoint_path"].rstrip("/")
+    how = (
+        "the same path"
+        if same
+        else "the same path but for a trailing slash"
+        if a == b
+        else "the same path with other parameter names"
+    )
+    return (
+        f"{row['http_method'].upper()} {row['endpoint_path']} is {how} as mapping "
+        f"id={owner['id']} ({owner['endpoint_path']}), which owns the route: the active row with "
+        "the lowest id owns a route, and this row never serves while that one is active"
     )
 
 
-def _normalise(path: str) -> str:
-    out = []
-    for seg in path.strip("/").split("/"):
-        out.append("{}" if seg.startswith("{") and seg.endswith("}") else seg)
-    return "/" + "/".join(out)
+async def load_catalog(
+    conn: asyncpg.Connection,
+    *,
+    default_timeout_ms: int = 30000,
+    generation: int = 0,
+    previous: Catalog | None = None,
+    recheck: Iterable[int] = (),
+    recheck_all: bool = False,
+) -> Catalog:
+    """Read every row in one snapshot and build the next catalogue.
+
+    With ``previous``, rows whose definition and dependencies are unchanged reuse
+    its compiled endpoints (unless named in ``recheck`` or ``recheck_all``), and
+    an owner whose new definition fails keeps serving its previous version.
+    """
+    prev_compiled = previous.compiled if previous else {}
+    prev_serving = previous.serving if previous else {}
+    forced = set(recheck)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        snap = await _read_snapshot(conn)
+        compiler = Compiler(conn, default_timeout_ms=default_timeout_ms)
+        by_id = {row["id"]: row for row in snap.mappings}
+        owners: dict[tuple[str, str], int] = {}
+        for row in snap.mappings:
+            if row["is_active"]:
+                owners.setdefault(route_key(row["http_method"], row["endpoint_path"]), row["id"])
+
+        compiled: dict[int, CompiledEndpoint] = {}
+        failures: dict[int, str] = {}
+        for row in snap.mappings:
+            mid = row["id"]
+            inputs = snap.inputs[mid]
+            old = prev_compiled.get(mid)
+            if (
+                old is not None
+                and old.fingerprint == inputs.fingerprint
+                and not recheck_all
+                and mid not in forced
+            ):
+                compiled[mid] = old
+                continue
+            try:
+                compiled[mid] = await compiler.compile(inputs)
+            except _COMPILE_ERRORS as exc:
+                failures[mid] = str(exc) if isinstance(exc, SpecError) else f"cannot compile: {exc}"
+
+        endpoints: list[CompiledEndpoint] = []
+        unavailable: list[tuple[str, str]] = []
+        statuses: list[RowStatus] = []
+        problems = list(snap.problems)
+        warnings = list(snap.warnings)
+        for row in snap.mappings:
+            mid, version = row["id"], int(row["version"] or 1)
+            method, path = row["http_method"].upper(), row["endpoint_path"]
+            key = route_key(method, path)
+            owner_id = owners.get(key)
+            ep = compiled.get(mid)
+            reason = failures.get(mid)
+            row_warnings = ep.warnings if ep is not None else ()
+            serving_version = None
+            if not row["is_active"]:
+                state = DRAFT
+                if reason is None and owner_id is not None and owner_id < mid:
+                    reason = _clash_reason(row, by_id[owner_id])
+                elif reason is None and owner_id is not None:
+                    row_warnings = (
+                        *row_warnings,
+                        f"activating it takes {method} {path} over from mapping id={owner_id} "
+                        "(the active row with the lowest id owns a route)",
+                    )
+            elif owner_id != mid:
+                state, reason = REFUSED, _clash_reason(row, by_id[owner_id])
+            elif ep is not None:
+                state, serving_version = SERVING, version
+                endpoints.append(ep)
+            else:
+                last = prev_serving.get(mid)
+                if last is not None and route_key(last.spec.method, last.spec.path) != key:
+                    last = None
+                if last is not None and last.fingerprint == snap.inputs[mid].fingerprint:
+                    last = None  # the same definition fails now: the database changed under it
+                if last is not None and (recheck_all or mid in forced):
+                    broken = await compiler.still_prepares(last)
+                    if broken:
+                        reason = f"{reason}; the last good version (v{last.spec.version}) fails too: {broken}"
+                        last = None
+                if last is not None:
+                    state, serving_version = STALE, last.spec.version
+                    endpoints.append(last)
+                    reason = (
+                        f"version {version} is refused and version {last.spec.version} still "
+                        f"serves: {reason}"
+                    )
+                else:
+                    state = REFUSED
+                    unavailable.append((method, path))
+            if state in (REFUSED, STALE):
+                problems.append(
+                    Problem("api_endpoint_mappings", mid, reason or "", path=path, method=method)
+                )
+            warnings.extend(
+                Problem(
+                    "api_endpoint_mappings", mid, w, path=path, method=method, severity="warning"
+                )
+                for w in row_warnings
+            )
+            statuses.append(
+                RowStatus(
+                    mid, version, state, reason, method, path, serving_version, tuple(row_warnings)
+                )
+            )
+
+    codes = dict(snap.codes)
+    if previous is not None:  # a stale endpoint may name a code since deleted: keep its text
+        for ep in endpoints:
+            name = ep.spec.result.not_found
+            if name and name not in codes and previous.errors.defines(name):
+                codes[name] = previous.errors.get(name)
+    return Catalog(
+        endpoints=tuple(endpoints),
+        errors=ErrorCatalog(codes),
+        problems=tuple(problems),
+        statuses=tuple(statuses),
+        warnings=tuple(warnings),
+        unavailable=tuple(unavailable),
+        compiled=compiled,
+        default_error_envelope=snap.default_error_envelope,
+        generation=generation,
+        compiled_rows=compiler.compiled,
+        prepares=compiler.prepares,
+    )
+
+
+async def ddl_watched(conn: asyncpg.Connection) -> bool:
+    """Whether the event trigger that reports schema changes (sql/006) is installed."""
+    return bool(await conn.fetchval(DDL_WATCH))
+
+
+async def write_statuses(conn: asyncpg.Connection, statuses: Iterable[RowStatus]) -> None:
+    rows = sorted(statuses, key=lambda s: s.mapping_id)  # one lock order in every process
+    await conn.execute(
+        WRITE_STATUS,
+        [s.mapping_id for s in rows],
+        [s.version for s in rows],
+        [s.state for s in rows],
+        [s.reason for s in rows],
+        [s.serving_version for s in rows],
+        [orjson.dumps(s.warnings).decode() for s in rows],
+    )
 
 
 class CatalogManager:
-    """Holds the live catalogue and rebuilds it when asked (by NOTIFY or a reconnect)."""
+    """Holds the live catalogue and rebuilds it when asked (NOTIFY, a reconnect, drift)."""
 
     def __init__(
         self,
@@ -486,7 +506,7 @@ class CatalogManager:
         *,
         debounce_s: float = 0.1,
         default_timeout_ms: int = 30000,
-        on_reload: Callable[[Catalog], None] | None = None,
+        on_reload: Callable[[Catalog, Catalog], None] | None = None,
     ) -> None:
         self.db = db
         self.current: Catalog = empty_catalog()
@@ -496,31 +516,70 @@ class CatalogManager:
         self._task: asyncio.Task[None] | None = None
         self._generation = 0
         self._on_reload = on_reload
+        self._recheck: set[int] = set()
+        self._recheck_all = False
+        self.ddl_watched: bool | None = None
         self.reloads = 0
         self.reload_failures = 0
 
     async def load(self) -> Catalog:
         """Build a new catalogue and swap it in; the old one stays on failure."""
+        recheck, recheck_all = self._recheck, self._recheck_all
+        self._recheck, self._recheck_all = set(), False
         self._generation += 1
-        async with self.db.write.acquire() as conn:
-            catalog = await load_catalog(
-                conn, default_timeout_ms=self._default_timeout_ms, generation=self._generation
-            )
+        previous = self.current
+        try:
+            async with self.db.write.acquire() as conn:
+                catalog = await load_catalog(
+                    conn,
+                    default_timeout_ms=self._default_timeout_ms,
+                    generation=self._generation,
+                    previous=previous,
+                    recheck=recheck,
+                    recheck_all=recheck_all,
+                )
+                if self.ddl_watched is None:
+                    self.ddl_watched = await ddl_watched(conn)
+                    if not self.ddl_watched:
+                        log.warning(
+                            "schema changes are not watched: the event trigger engine_ddl_watch "
+                            "is missing (creating it needs a superuser; see sql/006); a dropped "
+                            "table or column is noticed only when a call fails"
+                        )
+        except BaseException:
+            self._recheck |= recheck  # not done: ask again next time
+            self._recheck_all |= recheck_all
+            raise
         self.current = catalog
         self.reloads += 1
         for problem in catalog.problems:
-            log.warning("skipped %s", problem)
+            log.warning("not serving as written: %s", problem)
         log.info(
-            "catalogue generation %d: %d endpoint(s), %d problem(s)",
+            "catalogue generation %d: %d endpoint(s), %d problem(s), %d row(s) compiled, "
+            "%d prepare(s)",
             catalog.generation,
             len(catalog.endpoints),
             len(catalog.problems),
+            catalog.compiled_rows,
+            catalog.prepares,
         )
         if self._on_reload:
-            self._on_reload(catalog)
+            self._on_reload(previous, catalog)
+        try:
+            async with self.db.write.acquire(timeout=10) as conn:
+                await write_statuses(conn, catalog.statuses)
+        except Exception as exc:  # the catalogue serves; only the report is late
+            log.warning("could not write api_endpoint_status: %s", exc)
         return catalog
 
-    def request_reload(self, _payload: str = "") -> None:
+    def request_reload(self, payload: str = "") -> None:
+        if payload == DDL_PAYLOAD:
+            self._recheck_all = True
+        self._wake.set()
+
+    def report_drift(self, mapping_id: int) -> None:
+        """A call failed because the database changed under the row: re-check it soon."""
+        self._recheck.add(mapping_id)
         self._wake.set()
 
     async def start(self) -> None:

@@ -17,7 +17,7 @@ import asyncpg
 
 from engine import keys, migrations, pgserver
 from engine.auth import dev_secret, mint_token
-from engine.catalog import load_catalog
+from engine.catalog import ddl_watched, load_catalog
 from engine.database import init_connection
 from engine.settings import Settings, documented_settings
 
@@ -89,10 +89,20 @@ async def _seed(url: str, domains: Sequence[str], scale: int | None = None) -> i
     return 0
 
 
-async def _check(url: str, settings: Settings, *, routes_only: bool = False) -> int:
+STATUS_OF_RUNNING = """
+SELECT endpoint_mapping_id, version, state, serving_version
+FROM api_endpoint_status WHERE state = 'stale'
+"""
+
+
+async def _check(
+    url: str, settings: Settings, *, routes_only: bool = False, strict: bool = False
+) -> int:
     conn = await _connect(url)
     try:
         catalog = await load_catalog(conn, default_timeout_ms=settings.statement_timeout_ms)
+        watched = await ddl_watched(conn)
+        running = {r["endpoint_mapping_id"]: r for r in await conn.fetch(STATUS_OF_RUNNING)}
     finally:
         await conn.close()
     if routes_only:
@@ -103,10 +113,31 @@ async def _check(url: str, settings: Settings, *, routes_only: bool = False) -> 
         for p in catalog.problems:
             print(f"SKIPPED {p}")
         return 0
+    for status in catalog.statuses:
+        state = status.state
+        seen = running.get(status.mapping_id)
+        if state == "refused" and seen is not None and seen["version"] == status.version:
+            state = f"stale (the running engine still serves v{seen['serving_version']})"
+        line = f"{state.upper():<8} {status.method:<7}{status.path}  (id={status.mapping_id}, v{status.version})"
+        print(line if status.reason is None else f"{line}: {status.reason}")
     for p in catalog.problems:
         print(f"PROBLEM {p}")
-    print(f"{len(catalog.endpoints)} endpoint(s) ok, {len(catalog.problems)} problem(s)")
-    return 1 if catalog.problems else 0
+    for p in catalog.warnings:
+        print(f"WARNING {p}")
+    if not watched:
+        print(
+            "WARNING schema drift is not watched: the event trigger engine_ddl_watch is missing "
+            "(sql/006 creates it when migrations run as a superuser)"
+        )
+    counts = catalog.state_counts()
+    print(
+        f"{len(catalog.endpoints)} endpoint(s) ok, {len(catalog.problems)} problem(s), "
+        f"{len(catalog.warnings) + (not watched)} warning(s); rows: "
+        + ", ".join(f"{n} {state}" for state, n in counts.items())
+    )
+    if catalog.problems:
+        return 1
+    return 1 if strict and (catalog.warnings or not watched) else 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -231,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--scale", type=int, help="also run each domain's generate.sql at this scale (volumes)"
     )
-    sub.add_parser("check", help="compile every mapping row; exit 1 if any cannot be served")
+    check = sub.add_parser(
+        "check", help="compile every mapping row; exit 1 if an active one cannot be served"
+    )
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     sub.add_parser("routes", help="list the served routes")
     token = sub.add_parser("token", help="mint a bearer token (development and tests)")
     token.add_argument("--sub", default="demo", help="subject")
@@ -283,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "seed":
             return asyncio.run(_seed(url, args.domains, args.scale))
         if args.command == "check":
-            return asyncio.run(_check(url, settings))
+            return asyncio.run(_check(url, settings, strict=args.strict))
         if args.command == "keys":
             return asyncio.run(_keys(url, args))
         if args.command == "routes":

@@ -148,6 +148,9 @@ def affected_rows(status: str) -> int | None:
 
 
 _CONNECTION_STATES = ("57P01", "57P02", "57P03", "53300")
+# undefined table, column, function: schema drift under a compiled row
+DRIFT_STATES = frozenset({"42P01", "42703", "42883"})
+RETRY_AFTER_S = "5"
 
 
 def translate(
@@ -184,6 +187,16 @@ def translate(
         return ApiError("INTERNAL_ERROR", internal=internal)
     state = exc.sqlstate or ""
     db_error = f"{state} {exc}"
+    if state in DRIFT_STATES:
+        # the database changed under the row (a table, column or function is gone): the
+        # row is re-checked; meanwhile the route is unavailable, not broken
+        return ApiError(
+            "ENDPOINT_UNAVAILABLE",
+            "This endpoint is being re-checked after a change in the database",
+            headers={"Retry-After": RETRY_AFTER_S},
+            internal=internal,
+            database_error=db_error,
+        )
     code, detail = _code_for_state(state, operation)
     if state == "P0001":
         message = str(getattr(exc, "message", "") or "").strip()
@@ -211,46 +224,3 @@ def _code_for_state(state: str, operation: str) -> tuple[str, str | None]:
     if state.startswith("08") or state in _CONNECTION_STATES:
         return "DATABASE_CONNECTION_ERROR", None
     return "INTERNAL_ERROR", None
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What PostgreSQL says about a template when it is prepared."""
-
-    param_types: tuple[tuple[str, str, str | None], ...]  # (name, kind, element name)
-    columns: tuple[tuple[str, str], ...]  # (column name, type name)
-
-
-async def describe(conn: asyncpg.Connection, sql: str) -> Prepared:
-    """Prepare ``sql`` (no execution) and read its parameter and column types."""
-    stmt = await conn.prepare(sql)
-    params = []
-    for t in stmt.get_parameters():
-        element = None
-        if t.kind == "array":
-            element = await conn.fetchval(
-                "SELECT e.typname FROM pg_type a JOIN pg_type e ON e.oid = a.typelem WHERE a.oid = $1",
-                t.oid,
-            )
-        elif t.kind == "scalar":
-            base = await conn.fetchval(
-                "SELECT CASE WHEN typtype = 'e' THEN 'enum' END FROM pg_type WHERE oid = $1", t.oid
-            )
-            if base == "enum":
-                params.append((t.name, "enum", None))
-                continue
-        params.append((t.name, t.kind, element))
-    columns = tuple((a.name, a.type.name) for a in stmt.get_attributes())
-    return Prepared(tuple(params), columns)
-
-
-async def is_read_only(conn: asyncpg.Connection, sql: str, server_version: int) -> bool | None:
-    """Whether the statement only reads: from a generic plan on PostgreSQL 16+, else None."""
-    if server_version < 16:
-        return None
-    # extended protocol: the template's placeholders are the EXPLAIN's parameters; the
-    # generic plan does not look at their (NULL) values
-    n = len((await conn.prepare(sql)).get_parameters())
-    plan = await conn.fetchval(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {sql}", *([None] * n))
-    text = plan if isinstance(plan, str) else orjson.dumps(plan).decode()
-    return '"ModifyTable"' not in text and '"Node Type": "ModifyTable"' not in text

@@ -27,10 +27,11 @@ from starlette.types import Receive, Scope, Send
 from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
-from engine.database import Database, run_statement
+from engine.database import RETRY_AFTER_S, Database, run_statement
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.ratelimit import Network, RateLimiter, client_address
+from engine.routing import UNAVAILABLE
 from engine.settings import Settings
 from engine.shaping import Shaped, default_page_body, encode
 from engine.streaming import Streams, stream_media_type, stream_response
@@ -110,6 +111,12 @@ async def handle(services: Services, request: Request) -> Response:
                 f"{path} accepts {', '.join(match.allowed)}",
                 headers={"Allow": ", ".join(match.allowed)},
             )
+        if match.endpoint is UNAVAILABLE:  # the owning row cannot serve: never another's answer
+            raise ApiError(
+                "ENDPOINT_UNAVAILABLE",
+                "This endpoint's definition cannot be served right now",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
         ep = match.endpoint
         spec = ep.spec
         principal = services.authenticator.authenticate(request.headers)
@@ -155,6 +162,8 @@ async def handle(services: Services, request: Request) -> Response:
             services.publish_invalidation(ep.invalidates)
         return _answer(_render(ep, shaped, request_id), request, headers)
     except ApiError as error:
+        if error.code == "ENDPOINT_UNAVAILABLE" and ep is not None and error.database_error:
+            services.catalogs.report_drift(ep.spec.id)
         return _failure(
             services, catalog, ep, error, request, request_id, started, principal, state
         )

@@ -43,6 +43,7 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "STATEMENT_TIMEOUT": (504, "The database query took too long"),
     "DATABASE_CONNECTION_ERROR": (503, "Database connection error"),
     "INTERNAL_ERROR": (500, "An internal error occurred"),
+    "ENDPOINT_UNAVAILABLE": (503, "This endpoint cannot be served right now; retry later"),
 }
 
 
@@ -111,10 +112,15 @@ class ErrorCatalog:
             code: ErrorCode(code, status, message)
             for code, (status, message) in BUILTIN_CODES.items()
         }
-        self._codes.update(rows or {})
+        self._rows = dict(rows or {})
+        self._codes.update(self._rows)
 
     def __contains__(self, code: str) -> bool:
         return code in self._codes
+
+    def defines(self, code: str) -> bool:
+        """Whether ``code`` is a row of api_error_codes (not only a builtin default)."""
+        return code in self._rows
 
     def get(self, code: str) -> ErrorCode:
         return self._codes.get(code) or self._codes["INTERNAL_ERROR"]

@@ -8,6 +8,7 @@ a reason an admin can act on.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class ParamSpec:
     value: Any = None
     items: str | None = None
     description: str | None = None
+    explicit_type: bool = True  # False: no "type" was given (string by default)
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,16 @@ def parse_param(position: int, raw: Any) -> ParamSpec:
     source = raw.get("in")
     kind = raw.get("type", "string")
     _need(isinstance(name, str) and bool(name.strip()), f"{where} needs a non-empty 'name'")
-    _need(source in SOURCES, f"{where} 'in' must be one of {', '.join(SOURCES)}, not {source!r}")
-    _need(kind in TYPES, f"{where} 'type' must be one of {', '.join(TYPES)}, not {kind!r}")
+    _need(source is not None, f"{where} '{name}' needs \"in\": one of {', '.join(SOURCES)}")
+    _need(
+        source in SOURCES,
+        f"{where} '{name}': \"in\" must be one of {', '.join(SOURCES)}, not {_json(source)}",
+    )
+    _need(
+        kind in TYPES,
+        f"{where} '{name}': \"type\" must be one of {', '.join(TYPES)} (string when "
+        f"omitted), not {_json(kind)}",
+    )
     items = raw.get("items")
     _need(
         items is None or (kind == "array" and items in TYPES and items not in ("array", "json")),
@@ -153,7 +163,16 @@ def parse_param(position: int, raw: Any) -> ParamSpec:
         value=raw.get("value"),
         items=items,
         description=raw.get("description"),
+        explicit_type="type" in raw,
     )
+
+
+def _json(value: Any) -> str:
+    """A value as the admin wrote it in the JSON column (not Python's repr)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def parse_result(raw: Any) -> ResultSpec:

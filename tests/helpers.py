@@ -7,18 +7,25 @@ catalogue report. Nothing here mocks the database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import orjson
 
+from engine.catalog import Catalog, load_catalog
+from engine.database import init_connection
 from tests.engine_server import EngineClient
 from tests.pg import DB, database_name
+
+T = TypeVar("T")
 
 ADMIN_TOKEN = "admin-token-for-tests"
 PROBLEM = "application/problem+json"
@@ -236,3 +243,61 @@ def run_cli(*args: str, url: str | None = None, **env: str) -> subprocess.Comple
         env=environ,
         timeout=120,
     )
+
+
+def poll(read: Callable[[], T], done: Callable[[T], bool], what: str, timeout_s: float = 5.0) -> T:
+    """Call ``read`` until ``done`` holds for its value; fail loudly at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s; last seen: {value!r}")
+        time.sleep(0.05)
+
+
+def wait_status(
+    db: DB, mapping_id: int, state: str, *, version: int | None = None, timeout_s: float = 5.0
+) -> dict[str, Any]:
+    """The ``api_endpoint_status`` row of ``mapping_id`` once it has ``state`` (and version)."""
+
+    def read() -> dict[str, Any] | None:
+        row = db.fetchrow(
+            "SELECT s.*, m.version AS row_version FROM api_endpoint_status s "
+            "JOIN api_endpoint_mappings m ON m.id = s.endpoint_mapping_id "
+            "WHERE s.endpoint_mapping_id = $1",
+            mapping_id,
+        )
+        if row is None:
+            return None
+        return {**row, "warnings": orjson.loads(row["warnings"])}
+
+    def done(row: dict[str, Any] | None) -> bool:
+        return (
+            row is not None
+            and row["state"] == state
+            and row["version"] == (row["row_version"] if version is None else version)
+        )
+
+    row = poll(read, done, f"mapping {mapping_id} in state {state}", timeout_s)
+    assert row is not None
+    return row
+
+
+def compile_catalog(db: DB) -> Catalog:
+    """What ``engine check`` sees: every row compiled cold, on a connection of its own."""
+
+    async def go() -> Catalog:
+        conn = await asyncpg.connect(db.url)
+        try:
+            await init_connection(conn)
+            return await load_catalog(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def status_of(catalog: Catalog, mapping_id: int) -> Any:
+    return next(s for s in catalog.statuses if s.mapping_id == mapping_id)

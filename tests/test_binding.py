@@ -682,8 +682,8 @@ def test_rows_whose_types_do_not_match_the_template_are_reported_not_served(
 
     assert client.get("/b/good", params={"v": "1"}).json() == {"v": 1}
     for path in ("/b/bad-type", "/b/bad-count", "/b/bad-items", "/b/bad-const"):
-        assert_problem(client.get(path, params={"v": "1"}), 404, "ROUTE_NOT_FOUND")
-    assert "declared integer but PostgreSQL infers text" in problems_of(client, bad_type)[0]
+        assert_problem(client.get(path, params={"v": "1"}), 503, "ENDPOINT_UNAVAILABLE")
+    assert "is declared integer, but PostgreSQL infers text" in problems_of(client, bad_type)[0]
     assert "2 placeholder(s)" in problems_of(client, bad_count)[0]
     assert "uuid" in problems_of(client, bad_items)[0]
     assert "value must be an integer" in problems_of(client, bad_const)[0]

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from engine.catalog import ddl_watched
 from engine.migrations import SQL_DIR, MigrationError, migrate, migration_files
+from tests.pg import DB, database_name
 
 T = TypeVar("T")
 
@@ -258,3 +262,34 @@ def test_broken_migration_names_the_file_and_leaves_nothing_applied(
     # Once fixed, the file is applied like any pending one.
     broken.write_text("CREATE TABLE half_done (id INTEGER);\n", encoding="utf-8")
     assert run(empty_db_url, lambda conn: migrate(conn, sql_copy)) == ["900_broken.sql"]
+
+
+def test_migrations_apply_without_a_superuser_and_leave_drift_unwatched(
+    pg_url: str, empty_db_url: str
+) -> None:
+    """The event trigger needs a superuser; without one the rest still applies."""
+    name = database_name(empty_db_url)
+    role = f"engine_owner_{os.getpid()}"
+    admin = DB(pg_url)
+    admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'owner-pw' NOSUPERUSER")
+    try:
+        admin.execute(f'ALTER DATABASE "{name}" OWNER TO {role}')
+        DB(empty_db_url).execute(f"ALTER SCHEMA public OWNER TO {role}")
+        parts = urlsplit(empty_db_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        as_owner = urlunsplit((parts.scheme, f"{role}:owner-pw@{host}", *parts[2:]))
+
+        async def body(conn: asyncpg.Connection) -> tuple[list[str], bool, bool]:
+            applied = await migrate(conn)
+            su = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            return applied, su, await ddl_watched(conn)
+
+        applied, superuser, watched = run(as_owner, body)
+        assert superuser is False
+        assert "006_catalog_integrity.sql" in applied
+        assert watched is False
+    finally:
+        owned = DB(empty_db_url)
+        owned.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}")
+        admin.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
+        admin.execute(f"DROP ROLE {role}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.helpers import add_endpoint
+from tests.helpers import add_endpoint, assert_problem, poll
 
 
 def test_inserted_row_becomes_a_route_and_deactivating_or_deleting_removes_it(db, client):
@@ -56,7 +56,8 @@ def test_a_bad_row_is_reported_and_every_other_route_keeps_serving(db, make_clie
     add_endpoint(db, "/good/two", "GET", "SELECT 2 AS v", result={"shape": "scalar"})
     assert client.wait_for("GET", "/good/two", 200).json() == 2
     assert client.get("/good/one").json() == 1
-    assert client.get("/bad/syntax").status_code == 404
+    # the route is owned by the broken row: 503, never a 404 that reads as "no such API"
+    assert_problem(client.get("/bad/syntax"), 503, "ENDPOINT_UNAVAILABLE")
 
     report = client.get("/_engine/catalog", headers={"Authorization": "Bearer admin-secret"})
     assert report.status_code == 200
@@ -94,7 +95,7 @@ def test_rows_that_cannot_work_are_each_skipped_with_a_reason(db, make_client):
         "/bad/param": (
             "SELECT $1::int AS a",
             [{"name": "a", "in": "nowhere", "type": "integer"}],
-            "'in' must be",
+            '"in" must be',
         ),
     }
     ids = {
@@ -120,8 +121,8 @@ def test_rows_that_cannot_work_are_each_skipped_with_a_reason(db, make_client):
         assert path in problems, path
         assert problems[path]["id"] == ids[path]
         assert reason in problems[path]["reason"], (path, problems[path]["reason"])
-        assert client.get(path).status_code == 404
-    assert "unknown error code" in problems["/bad/code"]["reason"]
+        assert_problem(client.get(path), 503, "ENDPOINT_UNAVAILABLE")
+    assert "not in api_error_codes" in problems["/bad/code"]["reason"]
 
 
 def test_in_flight_request_finishes_on_the_old_catalogue(db, client):
@@ -184,3 +185,42 @@ def test_error_code_and_schema_changes_also_reload(db, client):
     ):
         time.sleep(0.05)
     assert client.get("/live/thing/1").json()["title"] == "No such thing here"
+
+
+def test_a_reload_compiles_only_what_changed_and_keeps_other_cached_answers(db, make_client):
+    db.execute(
+        "INSERT INTO api_endpoint_mappings (endpoint_path, http_method, service_name, "
+        "database_operation, query_template, query_parameters, result_mapping, requires_auth, "
+        "cache_enabled, rate_limit_per_minute) "
+        "SELECT '/bulk/' || n, 'GET', 'bulk', 'SELECT', 'SELECT ' || n || ' AS n', '[]', "
+        '\'{"shape": "scalar"}\', false, false, NULL FROM generate_series(1, 1000) n'
+    )
+    cached = add_endpoint(
+        db,
+        "/bulk/cached",
+        "GET",
+        "SELECT clock_timestamp()::text AS t",
+        result={"shape": "scalar"},
+        cache_enabled=True,
+        cache_ttl_seconds=300,
+    )
+    client = make_client()
+    catalogs = client.engine.services.catalogs
+    first = client.get("/bulk/cached")
+    assert first.headers["X-Cache"] == "MISS"
+    generation = catalogs.current.generation
+
+    db.execute(
+        "UPDATE api_endpoint_mappings SET query_template = 'SELECT -7 AS n' "
+        "WHERE endpoint_path = '/bulk/7'"
+    )
+    poll(lambda: client.get("/bulk/7").json(), lambda n: n == -7, "the new answer")
+    reloaded = poll(lambda: catalogs.current, lambda c: c.generation > generation, "the reload", 5)
+    assert reloaded.compiled_rows == 1
+    assert reloaded.prepares == 1
+    again = client.get("/bulk/cached")  # an unchanged endpoint keeps its cached answer
+    assert again.headers["X-Cache"] == "HIT" and again.json() == first.json()
+    assert client.get("/bulk/999").json() == 999
+
+    db.execute("UPDATE api_endpoint_mappings SET description = 'edited' WHERE id = $1", cached)
+    poll(lambda: client.get("/bulk/cached").headers["X-Cache"], lambda h: h == "MISS", "a miss")

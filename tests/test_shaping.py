@@ -106,7 +106,7 @@ def test_object_shape_and_its_not_found_code(db: DB, make_client: Maker) -> None
     assert body["instance"] == "/s/widgets/999"
     assert_problem(client.get("/s/plain/999"), 404, "RESOURCE_NOT_FOUND")
     # a not_found naming no error code is a row that cannot work: reported, not served
-    assert_problem(client.get("/s/typo/1"), 404, "ROUTE_NOT_FOUND")
+    assert_problem(client.get("/s/typo/1"), 503, "ENDPOINT_UNAVAILABLE")
     assert "NO_SUCH_CODE" in problems_of(client, unknown)[0]
 
 

@@ -46,8 +46,8 @@ def test_a_good_row_parses_into_a_spec():
         ({"query_template": "  "}, "empty"),
         ({"query_template": "SELECT ... FROM t"}, "elided"),
         ({"query_parameters": {"name": "id"}}, "JSON array"),
-        ({"query_parameters": [{"name": "id", "in": "cookie"}]}, "'in' must be"),
-        ({"query_parameters": [{"name": "id", "in": "path", "type": "int"}]}, "'type' must be"),
+        ({"query_parameters": [{"name": "id", "in": "cookie"}]}, '"in" must be'),
+        ({"query_parameters": [{"name": "id", "in": "path", "type": "int"}]}, '"type" must be'),
         ({"query_parameters": [{"name": "", "in": "query"}]}, "non-empty 'name'"),
         ({"query_parameters": [{"name": "x", "in": "path"}]}, "not in endpoint_path"),
         (

@@ -538,17 +538,22 @@ def test_invalid_schema_row_is_reported_and_not_served(db: DB, make_client: Make
     client = serve(make_client)
 
     for path in ("/v/bad-type", "/v/bad-regex"):
-        assert_problem(client.post(path, json={"name": "x"}), 404, "ROUTE_NOT_FOUND")
+        assert_problem(client.post(path, json={"name": "x"}), 503, "ENDPOINT_UNAVAILABLE")
     assert "not a valid JSON Schema" in problems_of(client, bad_type)[0]
     assert problems_of(client, bad_regex)
-    # a bad sanitization rule is reported too, and skipped
+    # a bad sanitization rule is reported too; the endpoints whose body has that field
+    # depend on it and are refused, the others serve
     rules = [
         p for p in catalog_report(client)["problems"] if p["table"] == "data_sanitization_rules"
     ]
     assert [(p["id"], "validation_pattern" in p["reason"]) for p in rules] == [(bad_rule, True)]
-
-    assert client.post("/v/good", json={"name": "x"}).status_code == 201
-    assert pointers(invalid(client.post("/v/good", json={}))) == ["/name"]
+    assert_problem(client.post("/v/good", json={"name": "x"}), 503, "ENDPOINT_UNAVAILABLE")
+    assert f"data_sanitization_rules id={bad_rule}" in problems_of(client, good)[0]
+    other = store_endpoint(db, "/v/other", title="text")
+    assert client.wait_for("POST", "/v/other", 201, json={"title": "x"}).status_code == 201
+    assert other not in [p["id"] for p in catalog_report(client)["problems"]]
+    db.execute("DELETE FROM data_sanitization_rules WHERE id = $1", bad_rule)
+    assert pointers(invalid(client.wait_for("POST", "/v/good", 400, json={}))) == ["/name"]
 
     # fixing the schema row publishes the endpoint (the catalogue reloads on NOTIFY)
     db.execute(

@@ -1,0 +1,362 @@
+"""One mapping row (with the rows it depends on) compiled into a ready-to-call endpoint.
+
+Everything that can be decided from the rows is decided here, once: the
+spec, the binder and its PostgreSQL types, the validators, the SQL (and its
+paginated form), the cache policy, the envelopes, and the checks of
+:mod:`engine.checks` with the facts they need (column types, VOLATILE
+functions, which tables exist), looked up in batches and remembered for the
+whole load. A row that cannot work raises :class:`SpecError` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from engine import checks, sqltext
+from engine.binding import Binder, PgType, check_types
+from engine.errors import SpecError
+from engine.shaping import Envelope, Shaper
+from engine.spec import EndpointSpec, parse_row
+from engine.validation import SanitizationRule, Sanitizer, SchemaValidator, build_sanitizer
+from engine.validation import compile_schema as compile_json_schema
+
+TYPE_INFO = """
+SELECT t.oid, t.typtype::text AS typtype, e.typname::text AS element
+FROM pg_type t
+LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typlen = -1 AND t.typcategory = 'A'
+WHERE t.oid = ANY($1::oid[])
+"""
+# user-defined functions (not built in, not from an extension), by name: all overloads VOLATILE?
+USER_FUNCTIONS = """
+SELECT n.nspname::text AS schema, p.proname::text AS name,
+       bool_and(p.provolatile = 'v') AS volatile
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%'
+  AND p.prokind = 'f'
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_depend d
+      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+GROUP BY 1, 2
+"""
+TABLES_EXIST = """
+SELECT t.name, EXISTS (
+    SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND n.nspname NOT LIKE 'pg\\_temp%'
+      AND lower(c.relname) = CASE WHEN position('.' IN t.name) > 0
+                                  THEN split_part(t.name, '.', 2) ELSE t.name END
+      AND (position('.' IN t.name) = 0 OR lower(n.nspname) = split_part(t.name, '.', 1))
+) AS found
+FROM unnest($1::text[]) AS t(name)
+"""
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """How one endpoint is cached (reads) or which cached reads it invalidates (writes)."""
+
+    enabled: bool
+    ttl_seconds: int
+    strategy: str = "ttl"
+    max_entries: int | None = None
+    key_positions: tuple[int, ...] | None = None  # bound values in the key; None: all
+    tables: frozenset[str] = frozenset()  # read: depends on; write: invalidates
+
+
+def _rule_tables(rules: Any) -> list[str]:
+    if rules is None:
+        return []
+    if isinstance(rules, Mapping):
+        rules = rules.get("tables", [])
+    if not isinstance(rules, list) or not all(isinstance(t, str) and t for t in rules):
+        raise SpecError(
+            'api_cache_config.cache_invalidation_rules must be {"tables": ["table", ...]} '
+            f"or a list of table names, not {orjson.dumps(rules).decode()}"
+        )
+    return rules
+
+
+def _key_positions(template: str | None, spec: EndpointSpec) -> tuple[int, ...] | None:
+    """Bound values named by cache_key_template (auth-bound ones always stay in the key)."""
+    if not template:
+        return None
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as exc:
+        raise SpecError(
+            f"api_cache_config.cache_key_template {template!r} is malformed: {exc}"
+        ) from None
+    known = {p.name for p in spec.params}
+    unknown = names - known
+    if unknown:
+        raise SpecError(
+            f"api_cache_config.cache_key_template {template!r} names unknown parameter(s) "
+            f"{', '.join(sorted(unknown))} (the row's parameters: "
+            f"{', '.join(sorted(known)) or 'none'})"
+        )
+    return tuple(p.position - 1 for p in spec.params if p.name in names or p.source == "auth")
+
+
+def cache_config(spec: EndpointSpec, row: Mapping[str, Any] | None) -> CacheConfig:
+    """The cache policy; a TTL of 0 (in the mapping or api_cache_config) means "not cached"."""
+    tables = {spec.target_table.lower()} if spec.target_table else set()
+    if row is None:
+        return CacheConfig(
+            enabled=spec.cache_enabled and spec.cache_ttl_seconds > 0,
+            ttl_seconds=spec.cache_ttl_seconds,
+            tables=frozenset(tables),
+        )
+    tables.update(t.lower() for t in _rule_tables(row["cache_invalidation_rules"]))
+    ttl = row["cache_ttl_seconds"]
+    if ttl is None:
+        ttl = spec.cache_ttl_seconds
+    return CacheConfig(
+        enabled=bool(row["cache_enabled"]) and spec.cache_enabled and ttl > 0,
+        ttl_seconds=ttl,
+        strategy=row["cache_strategy"] or "ttl",
+        max_entries=row["cache_max_entries"],
+        key_positions=_key_positions(row["cache_key_template"], spec),
+        tables=frozenset(tables),
+    )
+
+
+@dataclass(frozen=True)
+class RowInputs:
+    """One mapping row and everything it depends on, as read in one snapshot."""
+
+    row: Mapping[str, Any]
+    schemas: Mapping[str, Mapping[str, Any]]  # applies_to -> api_validation_schemas row
+    rules: Sequence[SanitizationRule]  # global and own, compiled
+    own_rule_rows: Sequence[Mapping[str, Any]]
+    rule_errors: Sequence[tuple[str, str]]  # (field_name, why) of its rules that do not compile
+    templates: Mapping[str, Envelope]  # response_type -> envelope (own over defaults)
+    cache_row: Mapping[str, Any] | None
+    has_not_found: bool  # the error code result_mapping.not_found names exists
+    fingerprint: str  # changes whenever any of the above changes
+
+    @property
+    def mapping_id(self) -> int:
+        return int(self.row["id"])
+
+
+def fingerprint(*parts: Any) -> str:
+    """A digest of rows as read (any change of a column changes it)."""
+    blob = orjson.dumps(parts, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class CompiledEndpoint:
+    """Everything decided from one row, ready for the request path."""
+
+    spec: EndpointSpec
+    binder: Binder
+    shaper: Shaper
+    sql: str
+    page_sql: str | None
+    body_schema: SchemaValidator | None
+    query_schema: SchemaValidator | None
+    sanitizer: Sanitizer | None
+    success: Envelope | None
+    paginated: Envelope | None
+    error: Envelope | None
+    timeout_s: float | None
+    cache: CacheConfig
+    columns: tuple[tuple[str, str], ...] = ()
+    fingerprint: str = ""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def needs_body(self) -> bool:
+        return self.binder.uses_body or self.body_schema is not None
+
+    @property
+    def cacheable(self) -> bool:
+        return self.spec.is_read and self.cache.enabled and self.spec.result.shape != "stream"
+
+    @property
+    def invalidates(self) -> frozenset[str]:
+        """Tables whose cached reads a successful call of this (write) endpoint drops."""
+        return frozenset() if self.spec.is_read else self.cache.tables
+
+
+class Compiler:
+    """Compiles rows on one connection inside the load's snapshot, counting its prepares."""
+
+    def __init__(self, conn: asyncpg.Connection, *, default_timeout_ms: int) -> None:
+        self.conn = conn
+        self.default_timeout_ms = default_timeout_ms
+        self.prepares = 0
+        self.compiled = 0
+        self._types: dict[int, tuple[str, str | None]] = {}
+        self._functions: dict[tuple[str | None, str], bool] | None = None
+        self._tables: dict[str, bool] = {}
+
+    async def prepare(self, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
+        """Prepare inside a savepoint, so a failure leaves the snapshot usable."""
+        self.prepares += 1
+        async with self.conn.transaction():
+            return await self.conn.prepare(sql)
+
+    async def _type_info(self, oids: Iterable[int]) -> None:
+        missing = sorted({o for o in oids if o not in self._types})
+        if missing:
+            for r in await self.conn.fetch(TYPE_INFO, missing):
+                self._types[r["oid"]] = (r["typtype"], r["element"])
+
+    async def _user_functions(self) -> dict[tuple[str | None, str], bool]:
+        """(schema or None, name) -> whether every overload is VOLATILE."""
+        if self._functions is None:
+            functions: dict[tuple[str | None, str], bool] = {}
+            for r in await self.conn.fetch(USER_FUNCTIONS):
+                functions[(r["schema"], r["name"])] = r["volatile"]
+                unqualified = (None, r["name"])
+                functions[unqualified] = functions.get(unqualified, True) and r["volatile"]
+            self._functions = functions
+        return self._functions
+
+    async def missing_tables(self, names: Iterable[str]) -> set[str]:
+        wanted = sorted({n.lower() for n in names if n})
+        unknown = [n for n in wanted if n not in self._tables]
+        if unknown:
+            for r in await self.conn.fetch(TABLES_EXIST, unknown):
+                self._tables[r["name"]] = r["found"]
+        return {n for n in wanted if not self._tables.get(n, False)}
+
+    async def compile(self, inputs: RowInputs) -> CompiledEndpoint:
+        self.compiled += 1
+        spec = parse_row(inputs.row)
+        if spec.result.not_found and not inputs.has_not_found:
+            raise SpecError(
+                f"result_mapping.not_found names the error code '{spec.result.not_found}', "
+                "which is not in api_error_codes"
+            )
+        body_schema = query_schema = None
+        sanitize = True
+        for applies_to, srow in inputs.schemas.items():
+            compiled = compile_json_schema(
+                srow["schema_name"],
+                srow["validation_schema"],
+                strict_mode=bool(srow["strict_mode"]),
+                allow_unknown_fields=bool(srow["allow_unknown_fields"]),
+                applies_to=applies_to,
+            )
+            if applies_to == "body":
+                body_schema = compiled
+                sanitize = srow["sanitize_input"] is not False
+            else:
+                query_schema = compiled
+
+        try:
+            stmt = await self.prepare(spec.sql)
+        except asyncpg.PostgresError as exc:
+            raise SpecError(f"the template does not prepare: {exc.sqlstate} {exc}") from None
+        params = stmt.get_parameters()
+        attributes = stmt.get_attributes()
+        await self._type_info([t.oid for t in params] + [a.type.oid for a in attributes])
+        pg_types = [self._pg_type(t) for t in params]
+        type_problems = check_types(spec.params, pg_types)
+        if type_problems:
+            raise SpecError("; ".join(type_problems))
+
+        functions = await self._user_functions()
+        calls = [
+            (schema, name)
+            for schema, name in sqltext.called_functions(spec.sql)
+            if (schema, name) in functions
+        ]
+        volatile = {name for schema, name in calls if functions[(schema, name)]}
+        checks.check_statement(spec, volatile)
+        checks.check_columns(
+            spec, [(a.name, a.type.name, self._kind(a.type.oid)) for a in attributes]
+        )
+
+        page_sql = None
+        if spec.result.paginate:
+            n = len(spec.params)
+            page_sql = f"SELECT * FROM ({spec.sql}) AS _page LIMIT ${n + 1} OFFSET ${n + 2}"
+            try:
+                await self.prepare(page_sql)
+            except asyncpg.PostgresError as exc:
+                raise SpecError(f"a paginated template must be a plain SELECT: {exc}") from None
+
+        binder = Binder(spec.params, pg_types)
+        body_fields: set[str] | None = {p.name for p in spec.params if p.source == "body"}
+        if body_schema is not None:
+            body_fields |= checks.schema_fields(inputs.schemas["body"]["validation_schema"])
+        elif any(p.source == "body" and p.type in ("json", "array") for p in spec.params):
+            body_fields = None  # a free-form body: any field name may occur
+        if binder.uses_body or body_schema is not None:
+            broken = [
+                why
+                for name, why in inputs.rule_errors
+                if body_fields is None or name in body_fields
+            ]
+            if broken:
+                raise SpecError(
+                    "a sanitization rule for one of its body fields does not compile: "
+                    + "; ".join(broken)
+                )
+        cache = cache_config(spec, inputs.cache_row)
+        columns = tuple((a.name, a.type.name) for a in attributes)
+        warnings = checks.row_warnings(
+            spec,
+            columns=[c for c, _ in columns],
+            missing_tables=await self.missing_tables(cache.tables),
+            body_fields=body_fields,
+            own_rules=inputs.own_rule_rows,
+            calls_functions=bool(calls),
+        )
+        timeout_ms = spec.statement_timeout_ms or self.default_timeout_ms
+        return CompiledEndpoint(
+            spec=spec,
+            binder=binder,
+            shaper=Shaper(spec.result, spec.method),
+            sql=spec.sql,
+            page_sql=page_sql,
+            body_schema=body_schema,
+            query_schema=query_schema,
+            sanitizer=build_sanitizer(inputs.rules) if sanitize and inputs.rules else None,
+            success=inputs.templates.get("success"),
+            paginated=inputs.templates.get("paginated"),
+            error=inputs.templates.get("error"),
+            timeout_s=timeout_ms / 1000 if timeout_ms else None,
+            cache=cache,
+            columns=columns,
+            fingerprint=inputs.fingerprint,
+            warnings=tuple(warnings),
+        )
+
+    def _kind(self, oid: int) -> str:
+        typtype = self._types.get(oid, ("b", None))[0]
+        return {"r": "range", "m": "multirange", "c": "composite", "e": "enum"}.get(
+            typtype, "scalar"
+        )
+
+    def _pg_type(self, t: Any) -> PgType:
+        typtype, element = self._types.get(t.oid, ("b", None))
+        if t.kind == "array":
+            return PgType(t.name, "array", element)
+        if t.kind == "scalar" and typtype == "e":
+            return PgType(t.name, "enum", None)
+        return PgType(t.name, t.kind, None)
+
+    async def still_prepares(self, ep: CompiledEndpoint) -> str | None:
+        """Why an already compiled endpoint no longer works here (schema drift), or None."""
+        for sql in (ep.sql, ep.page_sql):
+            if sql is None:
+                continue
+            try:
+                await self.prepare(sql)
+            except asyncpg.PostgresError as exc:
+                return f"the template no longer prepares: {exc.sqlstate} {exc}"
+        return None
