@@ -172,6 +172,9 @@ class Catalog:
     warnings: tuple[Problem, ...] = ()
     unavailable: tuple[tuple[str, str], ...] = ()  # (method, path) routes answering 503
     compiled: Mapping[int, CompiledEndpoint] = field(default_factory=dict)  # drafts too
+    # per owning row, the version that last served: kept while schema drift breaks it too,
+    # so it serves again (stale) once the schema is back
+    last_good: Mapping[int, CompiledEndpoint] = field(default_factory=dict)
     default_error_envelope: Envelope | None = None
     loaded_at: float = field(default_factory=time.time)
     generation: int = 0
@@ -363,6 +366,8 @@ async def load_catalog(
     """
     prev_compiled = previous.compiled if previous else {}
     prev_serving = previous.serving if previous else {}
+    prev_last_good = previous.last_good if previous else {}
+    last_good: dict[int, CompiledEndpoint] = {}
     forced = set(recheck)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         snap = await _read_snapshot(conn)
@@ -421,18 +426,20 @@ async def load_catalog(
             elif ep is not None:
                 state, serving_version = SERVING, version
                 endpoints.append(ep)
+                last_good[mid] = ep
             else:
-                last = prev_serving.get(mid)
-                if last is not None and route_key(last.spec.method, last.spec.path) != key:
+                last = prev_last_good.get(mid)
+                if last is not None and (
+                    route_key(last.spec.method, last.spec.path) != key
+                    or last.fingerprint == snap.inputs[mid].fingerprint  # the same definition
+                ):  # fails now: the database changed under it, the old copy is no better
                     last = None
-                if last is not None and last.fingerprint == snap.inputs[mid].fingerprint:
-                    last = None  # the same definition fails now: the database changed under it
-                if last is not None and (recheck_all or mid in forced):
-                    broken = await compiler.still_prepares(last)
-                    if broken:
-                        reason = f"{reason}; the last good version (v{last.spec.version}) fails too: {broken}"
-                        last = None
+                broken = None
                 if last is not None:
+                    last_good[mid] = last  # remembered while the row owns its route
+                    if recheck_all or mid in forced or prev_serving.get(mid) is not last:
+                        broken = await compiler.still_prepares(last)
+                if last is not None and broken is None:
                     state, serving_version = STALE, last.spec.version
                     endpoints.append(last)
                     reason = (
@@ -442,6 +449,11 @@ async def load_catalog(
                 else:
                     state = REFUSED
                     unavailable.append((method, path))
+                    if broken:
+                        reason = (
+                            f"{reason}; the last good version (v{last.spec.version}) fails too: "
+                            f"{broken}"
+                        )
             if state in (REFUSED, STALE):
                 problems.append(
                     Problem("api_endpoint_mappings", mid, reason or "", path=path, method=method)
@@ -472,6 +484,7 @@ async def load_catalog(
         warnings=tuple(warnings),
         unavailable=tuple(unavailable),
         compiled=compiled,
+        last_good=last_good,
         default_error_envelope=snap.default_error_envelope,
         generation=generation,
         compiled_rows=compiler.compiled,

@@ -94,3 +94,7 @@ def test_a_stale_row_whose_last_good_version_breaks_too_is_refused(
     row = wait_status(db, shelves, "refused", timeout_s=1.5)
     assert "the last good version (v1) fails too" in row["reason"]
     assert_problem(client.get("/lib/v1/shelves"), 503, "ENDPOINT_UNAVAILABLE")
+    # once the schema is back, the last good version serves again
+    db.execute("CREATE TABLE lib_shelves (shelf_id int PRIMARY KEY, label text)")
+    assert wait_status(db, shelves, "stale", timeout_s=1.5)["serving_version"] == 1
+    assert client.get("/lib/v1/shelves").json() == []
