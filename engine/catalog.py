@@ -41,6 +41,7 @@ from engine.database import Database
 from engine.errors import ErrorCatalog, ErrorCode, SpecError
 from engine.routing import UNAVAILABLE, Match, RouteTable, route_key
 from engine.shaping import Envelope, compile_envelope
+from engine.spec import EndpointSpec
 from engine.validation import SanitizationRule, compile_rule
 
 __all__ = ["CacheConfig", "Catalog", "CatalogManager", "CompiledEndpoint", "load_catalog"]
@@ -101,12 +102,16 @@ ON CONFLICT (endpoint_mapping_id) DO UPDATE
 SET version = EXCLUDED.version, state = EXCLUDED.state, reason = EXCLUDED.reason,
     serving_version = EXCLUDED.serving_version, warnings = EXCLUDED.warnings,
     checked_at = EXCLUDED.checked_at
+WHERE s.version <= EXCLUDED.version  -- a process on an older snapshot never wins
 """
 
 # what a row's compilation may raise besides SpecError (a driver or data surprise)
 _COMPILE_ERRORS = (SpecError, asyncpg.InterfaceError, ValueError, TypeError, KeyError)
 
 SERVING, STALE, REFUSED, DRAFT = "serving", "stale", "refused", "draft"
+LOCK_TIMEOUT_MS = 5000
+DRIFT_RECHECK_S = 30.0  # a row re-checked for drift that still prepares is not re-checked
+# again for this long (its "missing column" comes from inside a function it calls)
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ class Catalog:
     # per owning row, the version that last served: kept while schema drift breaks it too,
     # so it serves again (stale) once the schema is back
     last_good: Mapping[int, CompiledEndpoint] = field(default_factory=dict)
+    failed: Mapping[int, tuple[str, str]] = field(default_factory=dict)  # id -> (digest, why)
     default_error_envelope: Envelope | None = None
     loaded_at: float = field(default_factory=time.time)
     generation: int = 0
@@ -332,6 +338,70 @@ def _not_found(row: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _access_of_spec(spec: EndpointSpec) -> tuple[Any, ...]:
+    """Who may call an endpoint, how often, and which values come from the caller."""
+    auth = sorted((p.name, p.claim or p.name) for p in spec.params if p.source == "auth")
+    return (
+        spec.requires_auth,
+        sorted(spec.required_roles),
+        sorted(spec.required_permissions),
+        spec.rate_limit_per_minute,
+        auth,
+    )
+
+
+def _access_of_row(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The same as :func:`_access_of_spec`, read from a row that may not parse."""
+    raw = row["query_parameters"]
+    params = raw if isinstance(raw, list) else []
+    auth = sorted(
+        (str(p.get("name")), str(p.get("claim") or p.get("name")))
+        for p in params
+        if isinstance(p, Mapping) and p.get("in") == "auth"
+    )
+    return (
+        bool(row["requires_auth"]),
+        sorted(v for v in row["required_roles"] or () if v),
+        sorted(v for v in row["required_permissions"] or () if v),
+        row["rate_limit_per_minute"],
+        auth,
+    )
+
+
+async def _fall_back(
+    compiler: Compiler,
+    row: Mapping[str, Any],
+    fingerprint: str,
+    last: CompiledEndpoint | None,
+    reason: str,
+    verify: bool,
+) -> tuple[CompiledEndpoint | None, str]:
+    """(the version to serve in place of a row that fails, or None; the row's reason)."""
+    version = int(row["version"] or 1)
+    if last is None:
+        return None, reason
+    if route_key(last.spec.method, last.spec.path) != route_key(
+        row["http_method"], row["endpoint_path"]
+    ):
+        return None, reason  # the row moved: its old route is not its to keep
+    if last.fingerprint == fingerprint:
+        # the very definition that compiled before fails now: the database changed
+        return None, reason
+    if _access_of_row(row) != _access_of_spec(last.spec):
+        return None, (
+            f"{reason}; its last good version (v{last.spec.version}) is not served in its "
+            "place, because this version changes who may call it (requires_auth, "
+            "required_roles, required_permissions, rate_limit_per_minute or in: auth "
+            "parameters)"
+        )
+    broken = await compiler.still_prepares(last) if verify else None
+    if broken:
+        return None, f"{reason}; the last good version (v{last.spec.version}) fails too: {broken}"
+    return last, (
+        f"version {version} is refused and version {last.spec.version} still serves: {reason}"
+    )
+
+
 def _clash_reason(row: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
     same = row["endpoint_path"] == owner["endpoint_path"]
     a, b = row["endpoint_path"].rstrip("/"), owner["endpoint_path"].rstrip("/")
@@ -365,11 +435,14 @@ async def load_catalog(
     an owner whose new definition fails keeps serving its previous version.
     """
     prev_compiled = previous.compiled if previous else {}
+    prev_failed = previous.failed if previous else {}
     prev_serving = previous.serving if previous else {}
     prev_last_good = previous.last_good if previous else {}
     last_good: dict[int, CompiledEndpoint] = {}
     forced = set(recheck)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # a table locked by DDL must not stall every reload: give up, retry, keep serving
+        await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         snap = await _read_snapshot(conn)
         compiler = Compiler(conn, default_timeout_ms=default_timeout_ms)
         by_id = {row["id"]: row for row in snap.mappings}
@@ -379,23 +452,30 @@ async def load_catalog(
                 owners.setdefault(route_key(row["http_method"], row["endpoint_path"]), row["id"])
 
         compiled: dict[int, CompiledEndpoint] = {}
-        failures: dict[int, str] = {}
+        failed: dict[int, tuple[str, str]] = {}  # id -> (fingerprint, reason)
         for row in snap.mappings:
             mid = row["id"]
-            inputs = snap.inputs[mid]
+            fp = snap.inputs[mid].fingerprint
             old = prev_compiled.get(mid)
-            if (
-                old is not None
-                and old.fingerprint == inputs.fingerprint
-                and not recheck_all
-                and mid not in forced
-            ):
+            again = recheck_all or mid in forced
+            if old is not None and old.fingerprint == fp and not again:
                 compiled[mid] = old
                 continue
+            if not again and prev_failed.get(mid, ("", ""))[0] == fp:
+                failed[mid] = prev_failed[mid]  # the same definition failed before
+                continue
             try:
-                compiled[mid] = await compiler.compile(inputs)
+                new = await compiler.compile(snap.inputs[mid])
+            except asyncpg.LockNotAvailableError:
+                raise  # not the row's fault: the whole load is retried
             except _COMPILE_ERRORS as exc:
-                failures[mid] = str(exc) if isinstance(exc, SpecError) else f"cannot compile: {exc}"
+                why = str(exc) if isinstance(exc, SpecError) else f"cannot compile: {exc}"
+                failed[mid] = (fp, why)
+                continue
+            # a re-check that finds the same types keeps the old object (and its cache)
+            same = old is not None and old.fingerprint == fp and old.signature == new.signature
+            compiled[mid] = old if same and old.warnings == new.warnings else new
+        failures = {mid: why for mid, (_, why) in failed.items()}
 
         endpoints: list[CompiledEndpoint] = []
         unavailable: list[tuple[str, str]] = []
@@ -427,33 +507,21 @@ async def load_catalog(
                 state, serving_version = SERVING, version
                 endpoints.append(ep)
                 last_good[mid] = ep
-            else:
+            else:  # the owner's definition fails: its last good version, or 503
                 last = prev_last_good.get(mid)
-                if last is not None and (
-                    route_key(last.spec.method, last.spec.path) != key
-                    or last.fingerprint == snap.inputs[mid].fingerprint  # the same definition
-                ):  # fails now: the database changed under it, the old copy is no better
-                    last = None
-                broken = None
+                verify = recheck_all or mid in forced or prev_serving.get(mid) is not last
+                last, reason = await _fall_back(
+                    compiler, row, snap.inputs[mid].fingerprint, last, reason or "", verify
+                )
                 if last is not None:
-                    last_good[mid] = last  # remembered while the row owns its route
-                    if recheck_all or mid in forced or prev_serving.get(mid) is not last:
-                        broken = await compiler.still_prepares(last)
-                if last is not None and broken is None:
                     state, serving_version = STALE, last.spec.version
                     endpoints.append(last)
-                    reason = (
-                        f"version {version} is refused and version {last.spec.version} still "
-                        f"serves: {reason}"
-                    )
+                    last_good[mid] = last
                 else:
                     state = REFUSED
                     unavailable.append((method, path))
-                    if broken:
-                        reason = (
-                            f"{reason}; the last good version (v{last.spec.version}) fails too: "
-                            f"{broken}"
-                        )
+                    if mid in prev_last_good and mid not in last_good:
+                        last_good[mid] = prev_last_good[mid]  # may serve again after drift
             if state in (REFUSED, STALE):
                 problems.append(
                     Problem("api_endpoint_mappings", mid, reason or "", path=path, method=method)
@@ -484,6 +552,7 @@ async def load_catalog(
         warnings=tuple(warnings),
         unavailable=tuple(unavailable),
         compiled=compiled,
+        failed=failed,
         last_good=last_good,
         default_error_envelope=snap.default_error_envelope,
         generation=generation,
@@ -531,6 +600,10 @@ class CatalogManager:
         self._on_reload = on_reload
         self._recheck: set[int] = set()
         self._recheck_all = False
+        # endpoints a drift report made us re-check and that still prepare: a later
+        # "missing table/column/function" from them comes from inside a function body
+        self._cleared: dict[int, tuple[CompiledEndpoint, float]] = {}
+        self._written: dict[int, RowStatus] = {}  # what this process last wrote
         self.ddl_watched: bool | None = None
         self.reloads = 0
         self.reload_failures = 0
@@ -551,9 +624,9 @@ class CatalogManager:
                     recheck=recheck,
                     recheck_all=recheck_all,
                 )
-                if self.ddl_watched is None:
-                    self.ddl_watched = await ddl_watched(conn)
-                    if not self.ddl_watched:
+                if self.ddl_watched is None or recheck_all:
+                    was, self.ddl_watched = self.ddl_watched, await ddl_watched(conn)
+                    if not self.ddl_watched and was is not False:
                         log.warning(
                             "schema changes are not watched: the event trigger engine_ddl_watch "
                             "is missing (creating it needs a superuser; see sql/006); a dropped "
@@ -576,13 +649,21 @@ class CatalogManager:
             catalog.compiled_rows,
             catalog.prepares,
         )
+        if recheck_all:
+            self._cleared.clear()
+        for mid in recheck:
+            if mid in catalog.serving:
+                self._cleared[mid] = (catalog.serving[mid], time.monotonic())
         if self._on_reload:
             self._on_reload(previous, catalog)
-        try:
-            async with self.db.write.acquire(timeout=10) as conn:
-                await write_statuses(conn, catalog.statuses)
-        except Exception as exc:  # the catalogue serves; only the report is late
-            log.warning("could not write api_endpoint_status: %s", exc)
+        changed = [s for s in catalog.statuses if self._written.get(s.mapping_id) != s]
+        if changed:
+            try:
+                async with self.db.write.acquire(timeout=10) as conn:
+                    await write_statuses(conn, changed)
+                self._written = {s.mapping_id: s for s in catalog.statuses}
+            except Exception as exc:  # the catalogue serves; only the report is late
+                log.warning("could not write api_endpoint_status: %s", exc)
         return catalog
 
     def request_reload(self, payload: str = "") -> None:
@@ -590,10 +671,20 @@ class CatalogManager:
             self._recheck_all = True
         self._wake.set()
 
-    def report_drift(self, mapping_id: int) -> None:
-        """A call failed because the database changed under the row: re-check it soon."""
-        self._recheck.add(mapping_id)
+    def report_drift(self, ep: CompiledEndpoint) -> bool:
+        """A call of ``ep`` failed on a missing table, column or function: re-check it.
+
+        False when ``ep`` was already re-checked for that and its template still
+        prepares: the failure is then inside a function it calls, not drift.
+        """
+        cleared = self._cleared.get(ep.spec.id)
+        if cleared is not None and cleared[0] is ep:
+            if time.monotonic() - cleared[1] < DRIFT_RECHECK_S:
+                return False
+            del self._cleared[ep.spec.id]  # long ago: the schema may have changed since
+        self._recheck.add(ep.spec.id)
         self._wake.set()
+        return True
 
     async def start(self) -> None:
         await self.load()

@@ -33,10 +33,12 @@ FROM pg_type t
 LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typlen = -1 AND t.typcategory = 'A'
 WHERE t.oid = ANY($1::oid[])
 """
-# user-defined functions (not built in, not from an extension), by name: all overloads VOLATILE?
+# user-defined functions (not built in, not from an extension) by name: is any overload
+# VOLATILE, and is the schema on the search path (where an unqualified call looks)?
 USER_FUNCTIONS = """
 SELECT n.nspname::text AS schema, p.proname::text AS name,
-       bool_and(p.provolatile = 'v') AS volatile
+       bool_or(p.provolatile = 'v') AS volatile,
+       n.nspname = ANY (current_schemas(true)) AS on_path
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -45,7 +47,7 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND NOT EXISTS (
       SELECT 1 FROM pg_depend d
       WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-GROUP BY 1, 2
+GROUP BY n.nspname, p.proname
 """
 TABLES_EXIST = """
 SELECT t.name, EXISTS (
@@ -172,7 +174,8 @@ class CompiledEndpoint:
     timeout_s: float | None
     cache: CacheConfig
     columns: tuple[tuple[str, str], ...] = ()
-    fingerprint: str = ""
+    fingerprint: str = ""  # digest of the rows it was compiled from
+    signature: tuple[Any, ...] = ()  # placeholder and column types PostgreSQL reported
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -214,13 +217,14 @@ class Compiler:
                 self._types[r["oid"]] = (r["typtype"], r["element"])
 
     async def _user_functions(self) -> dict[tuple[str | None, str], bool]:
-        """(schema or None, name) -> whether every overload is VOLATILE."""
+        """(schema or None, name) -> whether a call may reach a VOLATILE overload."""
         if self._functions is None:
             functions: dict[tuple[str | None, str], bool] = {}
             for r in await self.conn.fetch(USER_FUNCTIONS):
                 functions[(r["schema"], r["name"])] = r["volatile"]
-                unqualified = (None, r["name"])
-                functions[unqualified] = functions.get(unqualified, True) and r["volatile"]
+                if r["on_path"]:
+                    unqualified = (None, r["name"])
+                    functions[unqualified] = functions.get(unqualified, False) or r["volatile"]
             self._functions = functions
         return self._functions
 
@@ -258,6 +262,8 @@ class Compiler:
 
         try:
             stmt = await self.prepare(spec.sql)
+        except asyncpg.LockNotAvailableError:
+            raise
         except asyncpg.PostgresError as exc:
             raise SpecError(f"the template does not prepare: {exc.sqlstate} {exc}") from None
         params = stmt.get_parameters()
@@ -286,6 +292,8 @@ class Compiler:
             page_sql = f"SELECT * FROM ({spec.sql}) AS _page LIMIT ${n + 1} OFFSET ${n + 2}"
             try:
                 await self.prepare(page_sql)
+            except asyncpg.LockNotAvailableError:
+                raise
             except asyncpg.PostgresError as exc:
                 raise SpecError(f"a paginated template must be a plain SELECT: {exc}") from None
 
@@ -333,6 +341,7 @@ class Compiler:
             cache=cache,
             columns=columns,
             fingerprint=inputs.fingerprint,
+            signature=_signature(stmt),
             warnings=tuple(warnings),
         )
 
@@ -352,11 +361,21 @@ class Compiler:
 
     async def still_prepares(self, ep: CompiledEndpoint) -> str | None:
         """Why an already compiled endpoint no longer works here (schema drift), or None."""
-        for sql in (ep.sql, ep.page_sql):
-            if sql is None:
-                continue
-            try:
-                await self.prepare(sql)
-            except asyncpg.PostgresError as exc:
-                return f"the template no longer prepares: {exc.sqlstate} {exc}"
+        try:
+            stmt = await self.prepare(ep.sql)
+            if ep.page_sql is not None:
+                await self.prepare(ep.page_sql)
+        except asyncpg.LockNotAvailableError:
+            raise
+        except asyncpg.PostgresError as exc:
+            return f"the template no longer prepares: {exc.sqlstate} {exc}"
+        if _signature(stmt) != ep.signature:
+            return "the types of its placeholders or result columns have changed"
         return None
+
+
+def _signature(stmt: Any) -> tuple[Any, ...]:
+    return (
+        tuple(t.oid for t in stmt.get_parameters()),
+        tuple((a.name, a.type.oid) for a in stmt.get_attributes()),
+    )

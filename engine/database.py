@@ -196,6 +196,7 @@ def translate(
             headers={"Retry-After": RETRY_AFTER_S},
             internal=internal,
             database_error=db_error,
+            schema_drift=True,
         )
     code, detail = _code_for_state(state, operation)
     if state == "P0001":

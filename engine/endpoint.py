@@ -162,8 +162,12 @@ async def handle(services: Services, request: Request) -> Response:
             services.publish_invalidation(ep.invalidates)
         return _answer(_render(ep, shaped, request_id), request, headers)
     except ApiError as error:
-        if error.code == "ENDPOINT_UNAVAILABLE" and ep is not None and error.database_error:
-            services.catalogs.report_drift(ep.spec.id)
+        if error.schema_drift and ep is not None and not services.catalogs.report_drift(ep):
+            # re-checked already and the template still prepares: the missing table,
+            # column or function is inside a function it calls, which is a bug to fix
+            error = ApiError(
+                "INTERNAL_ERROR", internal=error.internal, database_error=error.database_error
+            )
         return _failure(
             services, catalog, ep, error, request, request_id, started, principal, state
         )

@@ -8,7 +8,8 @@ so an answer is still right if an admin deletes one of those rows.
 
     Exception
     ├── ApiError            -> application/problem+json (RFC 9457) with code and request_id
-    └── SpecError           -> a mapping row that cannot work (skipped and reported, never served)
+    └── SpecError           -> a mapping row that cannot work (refused and reported; its last
+                               good version, if any, keeps serving)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
         internal: str | None = None,
         database_error: str | None = None,
+        schema_drift: bool = False,
     ) -> None:
         super().__init__(f"{code}: {detail or ''}")
         self.code = code
@@ -72,6 +74,7 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
         self.internal = internal
         self.database_error = database_error
+        self.schema_drift = schema_drift  # the database changed under the row: re-check it
 
 
 class SpecError(Exception):

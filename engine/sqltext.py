@@ -33,19 +33,29 @@ _NOT_CALLS = frozenset(
 
 @dataclass(frozen=True)
 class Word:
-    """An unquoted word (keyword or identifier) of the template, upper-cased."""
+    """A word of the template: a keyword or an identifier, quoted or not."""
 
-    text: str
+    text: str  # upper-cased when unquoted (keywords compare here); as written when quoted
     depth: int  # parenthesis depth
     called: bool  # followed by "(" (a function call, unless it is a keyword)
-    qualifier: str | None = None  # "schema" of schema.name
+    qualifier: str | None = None  # the identifier before a ".", in its stored form
+    quoted: bool = False
+    opener: str | None = None  # first token after "(": the word before that "(" ('' if none)
+    after_close: bool = False  # the token before is ")"
+
+    @property
+    def name(self) -> str:
+        """The identifier as PostgreSQL stores it (unquoted names fold to lower case)."""
+        return self.text if self.quoted else self.text.lower()
 
 
 def words(sql: str) -> Iterator[Word]:
-    """The unquoted words of ``sql`` in order, outside literals and comments."""
+    """The words of ``sql`` in order, outside literals and comments."""
     i, depth, n = 0, 0, len(sql)
-    previous: str | None = None  # the word before a "."
+    previous: Word | None = None  # the word just before (for "." and "(")
     dotted = False
+    opener: str | None = None  # set right after a "("
+    closed = False  # set right after a ")"
     while i < n:
         c = sql[i]
         if c == "-" and sql.startswith("--", i):
@@ -56,40 +66,59 @@ def words(sql: str) -> Iterator[Word]:
             i = _block_comment_end(sql, i)
             continue
         if c == "'":
-            escapes = i > 0 and sql[i - 1] in "eE"
+            # E'...' takes backslash escapes; the E must stand alone (not end a word)
+            escapes = (
+                i > 0
+                and sql[i - 1] in "eE"
+                and not (i > 1 and (sql[i - 2].isalnum() or sql[i - 2] in "_$"))
+            )
             i = _quoted_end(sql, i + 1, "'", escapes=escapes)
-            previous, dotted = None, False
+            previous, dotted, opener, closed = None, False, None, False
             continue
+        word_end = None
         if c == '"':
-            end = _quoted_end(sql, i + 1, '"')
-            previous = sql[i + 1 : end - 1].replace('""', '"').upper()
-            i = end
+            word_end = _quoted_end(sql, i + 1, '"')
+            text, quoted = sql[i + 1 : word_end - 1].replace('""', '"'), True
+        else:
+            if c == "$":
+                tag = _DOLLAR_TAG.match(sql, i)
+                if tag:
+                    close = sql.find(tag.group(0), tag.end())
+                    i = n if close < 0 else close + len(tag.group(0))
+                    previous, dotted, opener, closed = None, False, None, False
+                    continue
+            m = _WORD.match(sql, i)
+            if m and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] in "_$")):
+                word_end, text, quoted = m.end(), m.group(0).upper(), False
+        if word_end is not None:
+            after = _SPACE.match(sql, word_end).end()
+            word = Word(
+                text,
+                depth,
+                called=after < n and sql[after] == "(",
+                qualifier=previous.name if dotted and previous is not None else None,
+                quoted=quoted,
+                opener=opener,
+                after_close=closed,
+            )
+            yield word
+            previous, dotted, opener, closed = word, False, None, False
+            i = word_end
             continue
-        if c == "$":
-            tag = _DOLLAR_TAG.match(sql, i)
-            if tag:
-                close = sql.find(tag.group(0), tag.end())
-                i = n if close < 0 else close + len(tag.group(0))
-                continue
         if c == "(":
+            opener = previous.text if previous is not None and not previous.quoted else ""
             depth += 1
+            previous, dotted = None, False
+            closed = False
         elif c == ")":
             depth = max(0, depth - 1)
+            previous, dotted, opener = None, False, None
+            closed = True
         elif c == ".":
             dotted = previous is not None
-            i += 1
-            continue
-        m = _WORD.match(sql, i)
-        if m and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] in "_$")):
-            text = m.group(0).upper()
-            after = _SPACE.match(sql, m.end()).end()
-            called = after < n and sql[after] == "("
-            yield Word(text, depth, called, previous if dotted else None)
-            previous, dotted = text, False
-            i = m.end()
-            continue
-        if not c.isspace():
-            previous, dotted = None, False
+            opener, closed = None, False
+        elif not c.isspace():
+            previous, dotted, opener, closed = None, False, None, False
         i += 1
 
 
@@ -133,31 +162,40 @@ def leading_keyword(sql: str) -> str:
 
 
 def statement_kind(sql: str) -> str:
-    """``SELECT`` for a statement that only reads, else the writing or leading keyword.
+    """``SELECT`` for a statement that only reads, else what it does instead.
 
-    A ``WITH`` whose parts insert, update or delete counts as that write; a read
-    that locks rows (``FOR UPDATE``/``FOR SHARE``) counts as ``LOCK``.
+    A ``WITH`` whose part (``name AS (INSERT ...)``) writes counts as that write;
+    a read that locks rows (``FOR UPDATE``/``FOR SHARE``) counts as ``LOCK``, and
+    ``SELECT ... INTO`` (which creates a table) as ``SELECT INTO``. Words such as
+    ``update`` used as names (they are unreserved in PostgreSQL) do not count.
     """
     first = leading_keyword(sql)
     if first not in READ_STARTS:
         return first
     previous = ""
     for word in words(sql):
-        if (
-            word.text in WRITE_WORDS
-            and word.qualifier is None  # t.update is a column
-            and previous not in ("FOR", "ON")
+        if word.quoted:
+            previous = ""
+            continue
+        if word.text in WRITE_WORDS and (
+            word.opener in _CTE_OPENERS  # x AS (DELETE ...)
+            or (word.depth == 0 and word.after_close)  # WITH x AS (...) DELETE ...
         ):
             return word.text
         if previous == "FOR" and word.text in ("UPDATE", "SHARE", "NO", "KEY"):
             return "LOCK"
+        if word.text == "INTO" and word.depth == 0:
+            return "SELECT INTO"
         previous = word.text
     return "SELECT"
 
 
+_CTE_OPENERS = frozenset({"AS", "MATERIALIZED"})  # x AS (...), x AS [NOT] MATERIALIZED (...)
+
+
 def top_level_words(sql: str) -> set[str]:
-    """Words outside every parenthesis (the outer statement's own clauses)."""
-    return {w.text for w in words(sql) if w.depth == 0}
+    """Keywords outside every parenthesis (the outer statement's own clauses)."""
+    return {w.text for w in words(sql) if w.depth == 0 and not w.quoted}
 
 
 def has_own_limit(sql: str) -> bool:
@@ -166,9 +204,9 @@ def has_own_limit(sql: str) -> bool:
 
 
 def called_functions(sql: str) -> set[tuple[str | None, str]]:
-    """(schema or None, name) of every function the text calls, names lower-cased."""
+    """(schema or None, name) of every function the text calls, as PostgreSQL stores them."""
     return {
-        (w.qualifier.lower() if w.qualifier else None, w.text.lower())
+        (w.qualifier, w.name)
         for w in words(sql)
-        if w.called and (w.qualifier is not None or w.text not in _NOT_CALLS)
+        if w.called and (w.quoted or w.qualifier is not None or w.text not in _NOT_CALLS)
     }

@@ -91,6 +91,26 @@ CREATE TRIGGER trg_api_error_codes_guard
     BEFORE DELETE OR UPDATE OF error_code ON api_error_codes
     FOR EACH ROW EXECUTE FUNCTION engine_guard_error_code();
 
+-- A mapping that starts naming a code locks that code's row until it commits, so
+-- a concurrent DELETE waits, then sees the mapping and is refused.
+CREATE OR REPLACE FUNCTION engine_lock_named_error_code()
+RETURNS TRIGGER
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NEW.is_active AND NEW.result_mapping ->> 'not_found' IS NOT NULL THEN
+        PERFORM 1 FROM api_error_codes
+        WHERE error_code = NEW.result_mapping ->> 'not_found'
+        FOR KEY SHARE;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER trg_api_endpoint_mappings_lock_error_code
+    BEFORE INSERT OR UPDATE OF result_mapping, is_active ON api_endpoint_mappings
+    FOR EACH ROW EXECUTE FUNCTION engine_lock_named_error_code();
+
 CREATE OR REPLACE FUNCTION engine_guard_error_codes_truncate()
 RETURNS TRIGGER
 LANGUAGE plpgsql

@@ -7,6 +7,7 @@ inserted later at the same route without that filter, must never answer it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -270,3 +271,74 @@ def test_a_ttl_of_zero_means_not_cached(db: DB, make_client: Callable[..., Engin
     first = client.get("/lib/v1/now")
     assert first.status_code == 200 and "X-Cache" not in first.headers
     assert poll(lambda: client.get("/lib/v1/now").json(), lambda t: t != first.json(), "new answer")
+
+
+def test_a_failed_edit_that_changes_who_may_call_is_refused_not_stale(
+    db: DB, make_client: Callable[..., EngineClient]
+) -> None:
+    db.execute(
+        "CREATE TABLE lib_notes (id int, tenant_id int, body text);"
+        "INSERT INTO lib_notes VALUES (1, 1, 'mine'), (2, 2, 'yours')"
+    )
+    mid = add_endpoint(db, "/lib/v1/notes", "GET", "SELECT id, body FROM lib_notes ORDER BY id")
+    client = serve(make_client)
+    assert len(client.get("/lib/v1/notes").json()) == 2
+    # the edit adds a tenant filter and auth, with a typo: the old, open version must not
+    # keep serving in its place
+    db.execute(
+        "UPDATE api_endpoint_mappings SET requires_auth = true, query_parameters = $2::jsonb, "
+        "query_template = 'SELECT id, body FROM lib_notes WHERE tenant_id = $1 ORDER BY idd' "
+        "WHERE id = $1",
+        mid,
+        '[{"name": "tenant_id", "in": "auth", "type": "integer"}]',
+    )
+    row = wait_status(db, mid, "refused")
+    assert "changes who may call it" in row["reason"]
+    assert_problem(client.get("/lib/v1/notes"), 503, "ENDPOINT_UNAVAILABLE")
+
+
+def test_a_delete_racing_an_edit_that_names_the_code_is_refused(
+    db: DB, library: dict[str, int]
+) -> None:
+    add_error_code(db, "SHELF_NOT_FOUND", 404, "No such shelf")
+
+    async def race() -> str:
+        editor = await asyncpg.connect(db.url)
+        deleter = await asyncpg.connect(db.url)
+        try:
+            tx = editor.transaction()
+            await tx.start()
+            await editor.execute(
+                "UPDATE api_endpoint_mappings SET result_mapping = "
+                'result_mapping || \'{"not_found": "SHELF_NOT_FOUND"}\' WHERE id = $1',
+                library["b"],
+            )
+            delete = asyncio.ensure_future(
+                deleter.execute("DELETE FROM api_error_codes WHERE error_code = 'SHELF_NOT_FOUND'")
+            )
+            await asyncio.sleep(0.3)
+            assert not delete.done()  # it waits for the editor
+            await tx.commit()
+            try:
+                await delete
+            except asyncpg.RestrictViolationError as exc:
+                return str(exc)
+            return "deleted"
+        finally:
+            await editor.close()
+            await deleter.close()
+
+    assert "is named by result_mapping.not_found" in asyncio.run(race())
+
+
+def test_a_refused_row_is_not_compiled_again_until_it_changes(
+    db: DB, make_client: Callable[..., EngineClient]
+) -> None:
+    broken = add_endpoint(db, "/lib/v1/broken", "GET", "SELECT nope FROM nowhere")
+    client = serve(make_client)
+    catalogs = client.engine.services.catalogs
+    generation = catalogs.current.generation
+    add_endpoint(db, "/lib/v1/other", "GET", "SELECT 1 AS one")
+    loaded = poll(lambda: catalogs.current, lambda c: c.generation > generation, "a reload")
+    assert loaded.compiled_rows == 1  # the new row; not the refused one again
+    assert wait_status(db, broken, "refused")["reason"]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.engine_server import EngineClient
-from tests.helpers import add_endpoint, assert_problem, run_cli, serve, wait_status
+from tests.helpers import add_endpoint, assert_problem, poll, run_cli, serve, wait_status
 from tests.pg import DB
 
 
@@ -98,3 +98,41 @@ def test_a_stale_row_whose_last_good_version_breaks_too_is_refused(
     db.execute("CREATE TABLE lib_shelves (shelf_id int PRIMARY KEY, label text)")
     assert wait_status(db, shelves, "stale", timeout_s=1.5)["serving_version"] == 1
     assert client.get("/lib/v1/shelves").json() == []
+
+
+def test_a_missing_column_inside_a_function_is_a_500_after_one_recheck_not_a_reload_storm(
+    db: DB, make_client: Callable[..., EngineClient], shelves: int
+) -> None:
+    db.execute(
+        "CREATE FUNCTION lib_labels() RETURNS SETOF text LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN RETURN QUERY EXECUTE 'SELECT label FROM lib_shelves'; END $$"
+    )
+    mid = add_endpoint(db, "/lib/v1/labels", "GET", "SELECT lib_labels() AS label")
+    client = serve(make_client)
+    assert client.get("/lib/v1/labels").status_code == 200
+    db.execute("ALTER TABLE lib_shelves RENAME COLUMN label TO name")
+    wait_status(db, shelves, "refused")  # the event trigger re-checked every row
+    # the template itself still prepares: the first failure re-checks it, then it is a bug
+    response = poll(
+        lambda: client.get("/lib/v1/labels"),
+        lambda r: r.status_code == 500,
+        "an INTERNAL_ERROR after the re-check",
+    )
+    assert_problem(response, 500, "INTERNAL_ERROR")
+    assert wait_status(db, mid, "serving")["reason"] is None
+    catalogs = client.engine.services.catalogs
+    before = catalogs.reloads
+    for _ in range(20):
+        assert client.get("/lib/v1/labels").status_code == 500
+    assert catalogs.reloads == before  # no reload per failing call
+
+
+def test_a_column_type_change_under_a_stale_row_refuses_it(
+    db: DB, make_client: Callable[..., EngineClient], shelves: int
+) -> None:
+    serve(make_client)
+    db.execute("UPDATE api_endpoint_mappings SET query_template = 'SELEC 1' WHERE id = $1", shelves)
+    wait_status(db, shelves, "stale")
+    db.execute("ALTER TABLE lib_shelves ALTER COLUMN shelf_id TYPE text")
+    row = wait_status(db, shelves, "refused", timeout_s=1.5)
+    assert "types of its placeholders or result columns have changed" in row["reason"]

@@ -17,7 +17,7 @@ import pytest
 
 from engine import keys
 from tests.engine_server import JWT_SECRET, free_port
-from tests.helpers import add_endpoint
+from tests.helpers import add_endpoint, poll, wait_status
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
@@ -194,3 +194,29 @@ def test_a_revoked_key_is_refused_by_every_process(two_engines, db_url):
         while engine.http.get("/whoami", headers={"X-API-Key": key}).status_code != 401:
             assert time.monotonic() < deadline, "the revoked key still works"
             time.sleep(0.05)
+
+
+def test_every_process_converges_on_each_edit_and_keeps_the_last_good_version(two_engines, db):
+    mid = db.fetchval(
+        "SELECT id FROM api_endpoint_mappings WHERE endpoint_path = '/items/{id}' "
+        "AND http_method = 'GET'"
+    )
+    for engine in two_engines:
+        assert engine.http.get("/items/1").json() == {"id": 1, "name": "one"}
+    db.execute(
+        "UPDATE api_endpoint_mappings SET query_template = "
+        "'SELECT id, upper(name) AS name FROM items WHERE id = $1' WHERE id = $1",
+        mid,
+    )
+    for engine in two_engines:
+        poll(
+            lambda e=engine: e.http.get("/items/1").json()["name"],
+            lambda name: name == "ONE",
+            "every process serving the edit",
+        )
+    db.execute(
+        "UPDATE api_endpoint_mappings SET query_template = 'SELEC broken' WHERE id = $1", mid
+    )
+    wait_status(db, mid, "stale")
+    for engine in two_engines:
+        assert engine.http.get("/items/1").json() == {"id": 1, "name": "ONE"}

@@ -29,6 +29,18 @@ from engine import sqltext
         ("SELECT t.update, deleted_at FROM t WHERE is_deleted", "SELECT"),
         ("SELECT E'it\\'s DELETE' AS s", "SELECT"),
         ("-- a comment first\nSELECT 1", "SELECT"),
+        # unreserved keywords used as names are not writes
+        ("SELECT update FROM t", "SELECT"),
+        ("SELECT 'x'::text AS delete", "SELECT"),
+        ("WITH update AS (SELECT 1) SELECT * FROM update", "SELECT"),
+        ("SELECT * FROM t ORDER BY merge", "SELECT"),
+        ("SELECT * FROM t JOIN u update ON true", "SELECT"),
+        ('SELECT "DELETE" FROM t', "SELECT"),
+        # writes in every position a WITH allows
+        ("WITH a AS (SELECT 1) DELETE FROM t", "DELETE"),
+        ("WITH a AS MATERIALIZED (UPDATE t SET x = 1 RETURNING x) SELECT * FROM a", "UPDATE"),
+        ("WITH a(n) AS (INSERT INTO t VALUES (1) RETURNING n) SELECT n FROM a", "INSERT"),
+        ("SELECT * INTO new_table FROM t", "SELECT INTO"),
     ],
 )
 def test_statement_kind(sql: str, kind: str) -> None:
@@ -45,6 +57,8 @@ def test_statement_kind(sql: str, kind: str) -> None:
         ("SELECT *, (SELECT max(x) FROM u LIMIT 1) FROM t", False),
         ("SELECT 'LIMIT 5' AS s FROM t", False),
         ("SELECT * FROM t -- LIMIT 5", False),
+        ("SELECT * FROM t WHERE a LIKE'x\\' AND b = 'y' LIMIT 5", True),  # not an E'' string
+        ('SELECT "limit" FROM t', False),
     ],
 )
 def test_own_limit_is_only_the_outer_statements(sql: str, own: bool) -> None:
@@ -54,11 +68,12 @@ def test_own_limit_is_only_the_outer_statements(sql: str, own: bool) -> None:
 def test_called_functions_are_found_outside_literals_and_keywords() -> None:
     sql = (
         "SELECT public.score($1), count(*), upper (name), x IN (1, 2), "
-        "'fake(' AS s, \"Q\".calc(2), EXISTS (SELECT 1) FROM t WHERE a = ANY($2)"
+        '\'fake(\' AS s, "Q".calc(2), "Mixed"(3), EXISTS (SELECT 1) FROM t WHERE a = ANY($2)'
     )
     assert sqltext.called_functions(sql) == {
         ("public", "score"),
         (None, "count"),
         (None, "upper"),
-        ("q", "calc"),
+        ("Q", "calc"),
+        (None, "Mixed"),
     }
