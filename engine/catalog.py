@@ -614,6 +614,7 @@ class CatalogManager:
         self._recheck, self._recheck_all = set(), False
         self._generation += 1
         previous = self.current
+        started = time.perf_counter()
         try:
             async with self.db.write.acquire() as conn:
                 catalog = await load_catalog(
@@ -642,12 +643,13 @@ class CatalogManager:
             log.warning("not serving as written: %s", problem)
         log.info(
             "catalogue generation %d: %d endpoint(s), %d problem(s), %d row(s) compiled, "
-            "%d prepare(s)",
+            "%d prepare(s), %.0f ms",
             catalog.generation,
             len(catalog.endpoints),
             len(catalog.problems),
             catalog.compiled_rows,
             catalog.prepares,
+            (time.perf_counter() - started) * 1000,
         )
         if recheck_all:
             self._cleared.clear()
