@@ -41,21 +41,19 @@ ON CONFLICT (error_code) DO NOTHING;
 -- Error codes in use cannot be deleted or renamed: the codes the engine answers
 -- with itself, and every code an active mapping's result_mapping.not_found names.
 -- ---------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION engine_required_error_codes()
-RETURNS TEXT[]
-LANGUAGE sql
-IMMUTABLE
-AS $$
-    SELECT ARRAY[
-        'VALIDATION_ERROR', 'INVALID_PARAMETER', 'INVALID_JSON', 'INVALID_VALUE',
-        'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'ROUTE_NOT_FOUND', 'METHOD_NOT_ALLOWED',
-        'RESOURCE_NOT_FOUND', 'AUTHENTICATION_REQUIRED', 'INVALID_TOKEN',
-        'INSUFFICIENT_PERMISSIONS', 'RATE_LIMIT_EXCEEDED', 'DUPLICATE_RESOURCE',
-        'REFERENCED_RESOURCE_MISSING', 'RESOURCE_IN_USE', 'CONSTRAINT_VIOLATION',
-        'TRANSACTION_CONFLICT', 'STATEMENT_TIMEOUT', 'DATABASE_CONNECTION_ERROR',
-        'INTERNAL_ERROR', 'ENDPOINT_UNAVAILABLE'
-    ]::TEXT[]
-$$;
+-- The codes the engine answers with itself (engine/errors.py BUILTIN_CODES); a
+-- later migration that adds one inserts it here too.
+CREATE TABLE engine_required_error_codes (
+    error_code VARCHAR(64) PRIMARY KEY
+);
+INSERT INTO engine_required_error_codes (error_code) VALUES
+    ('VALIDATION_ERROR'), ('INVALID_PARAMETER'), ('INVALID_JSON'), ('INVALID_VALUE'),
+    ('UNSUPPORTED_MEDIA_TYPE'), ('PAYLOAD_TOO_LARGE'), ('ROUTE_NOT_FOUND'),
+    ('METHOD_NOT_ALLOWED'), ('RESOURCE_NOT_FOUND'), ('AUTHENTICATION_REQUIRED'),
+    ('INVALID_TOKEN'), ('INSUFFICIENT_PERMISSIONS'), ('RATE_LIMIT_EXCEEDED'),
+    ('DUPLICATE_RESOURCE'), ('REFERENCED_RESOURCE_MISSING'), ('RESOURCE_IN_USE'),
+    ('CONSTRAINT_VIOLATION'), ('TRANSACTION_CONFLICT'), ('STATEMENT_TIMEOUT'),
+    ('DATABASE_CONNECTION_ERROR'), ('INTERNAL_ERROR'), ('ENDPOINT_UNAVAILABLE');
 
 CREATE OR REPLACE FUNCTION engine_guard_error_code()
 RETURNS TRIGGER
@@ -67,7 +65,7 @@ BEGIN
     IF TG_OP = 'UPDATE' AND NEW.error_code = OLD.error_code THEN
         RETURN NEW;
     END IF;
-    IF OLD.error_code = ANY (engine_required_error_codes()) THEN
+    IF EXISTS (SELECT 1 FROM engine_required_error_codes r WHERE r.error_code = OLD.error_code) THEN
         RAISE EXCEPTION 'error code % is used by the engine itself and cannot be %',
             OLD.error_code, CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'renamed' END
             USING ERRCODE = 'restrict_violation',

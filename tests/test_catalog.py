@@ -254,8 +254,10 @@ def test_deleting_or_renaming_an_error_code_in_use_is_refused_by_the_database(
 def test_the_guarded_codes_are_the_engines_own(db: DB) -> None:
     from engine.errors import BUILTIN_CODES
 
-    guarded = db.fetchval("SELECT engine_required_error_codes()")
-    assert set(guarded) == set(BUILTIN_CODES)
+    guarded = {
+        r["error_code"] for r in db.fetch("SELECT error_code FROM engine_required_error_codes")
+    }
+    assert guarded == set(BUILTIN_CODES)
     stored = {r["error_code"] for r in db.fetch("SELECT error_code FROM api_error_codes")}
     assert set(BUILTIN_CODES) <= stored
 
