@@ -36,7 +36,16 @@ _PARAM_KEYS = {
     "items",
     "description",
 }
-_RESULT_KEYS = {"shape", "not_found", "fields", "status", "paginate", "format", "description"}
+_RESULT_KEYS = {
+    "shape",
+    "not_found",
+    "fields",
+    "status",
+    "paginate",
+    "format",
+    "description",
+    "csv_escape_formulas",
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class ResultSpec:
     status: int | None = None
     paginate: Pagination | None = None
     stream_format: str = "ndjson"
+    csv_escape_formulas: bool = True  # CSV text cells starting =, +, -, @ get a quote
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,11 @@ def parse_result(raw: Any) -> ResultSpec:
     stream_format = raw.get("format", "ndjson")
     if shape == "stream":
         _need(stream_format in STREAM_FORMATS, "result_mapping.format must be ndjson or csv")
+    escape_formulas = raw.get("csv_escape_formulas", True)
+    _need(
+        isinstance(escape_formulas, bool),
+        "result_mapping.csv_escape_formulas must be true or false",
+    )
     return ResultSpec(
         shape=shape,
         not_found=not_found,
@@ -221,6 +236,7 @@ def parse_result(raw: Any) -> ResultSpec:
         status=status,
         paginate=paginate,
         stream_format=stream_format,
+        csv_escape_formulas=escape_formulas,
     )
 
 

@@ -216,7 +216,7 @@ def test_streams_are_bounded_and_head_runs_nothing(db, make_client):
     with client.stream("GET", "/export") as first:  # holds the only stream slot
         assert first.status_code == 200
         busy = client.get("/export")
-        assert_problem(busy, 503, "DATABASE_CONNECTION_ERROR")
+        assert_problem(busy, 503, "TOO_MANY_EXPORTS")
         assert busy.headers["retry-after"] == "5"
         lines = sum(1 for _ in first.iter_lines())
     assert lines == 60000
