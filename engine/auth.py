@@ -3,9 +3,16 @@
 - ``X-API-Key``: checked against the in-memory :class:`~engine.keys.KeyStore`.
 - ``Authorization: Bearer <JWT>``: HS256 with ``ENGINE_JWT_SECRET``, or RS256 /
   ES256 with ``ENGINE_JWT_PUBLIC_KEY``, from an explicit allow-list (never
-  ``none``, never an HMAC algorithm with a public key). ``exp`` is required,
-  ``nbf`` honoured, 30 s leeway; ``aud`` and ``iss`` are checked when
-  configured. Claims: ``sub``, ``roles``, ``permissions``, ``tenant_id``.
+  ``none``, never an HMAC algorithm with a public key). ``exp`` and a non-empty
+  ``sub`` are required, ``nbf`` honoured, 30 s leeway; ``aud`` and ``iss`` are
+  checked when configured. Claims: ``sub``, ``roles``, ``permissions``,
+  ``tenant_id``.
+- Both headers in one request: 400 ``AMBIGUOUS_CREDENTIALS`` (no guessing which
+  principal is meant).
+
+A refused credential is answered with a plain 401; why it was refused travels
+in ``ApiError.internal`` to the server log (:meth:`Authenticator.log_refusal`) and to
+``api_error_logs``, and never contains the token or key.
 
 Parameters bound ``in: auth`` read these claims, never what the client sends
 in the query or body. Nothing here touches the database.
@@ -14,6 +21,7 @@ in the query or body. Nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +32,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from engine.errors import ApiError
-from engine.keys import KeyStore
+from engine.keys import KeyRefused, KeyStore
+
+log = logging.getLogger("engine.auth")
 
 LEEWAY_S = 30
+MAX_REASON_CHARS = 200
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA"}
@@ -46,6 +57,17 @@ class Principal:
     def identity(self) -> str:
         """Who this is for rate limits and cache keys: a token's sub never equals a key's."""
         return f"{self.kind}|{self.subject}"
+
+
+def _printable(text: str) -> str:
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text[:MAX_REASON_CHARS]
+
+
+def _reason(exc: Exception) -> str:
+    """Why PyJWT refused a token, printable and cut short (its messages do not include it)."""
+    text = str(exc) if isinstance(exc, jwt.PyJWTError) else f"{type(exc).__name__}: {exc}"
+    return _printable(text)
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -111,24 +133,46 @@ class Authenticator:
         self._jwt = jwt_config
         self._keys = keys
 
+    @staticmethod
+    def log_refusal(request_id: str, method: str, path: str, reason: str) -> None:
+        """The server-log line of a refused credential (``reason`` never holds the credential)."""
+        # the path is the client's: escaped, so it cannot forge log lines
+        log.info("%s %s (request %s): %s", method, _printable(path), request_id, reason)
+
     def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
         api_key = headers.get("x-api-key")
+        header = headers.get("authorization")
+        if api_key is not None and header is not None:
+            raise ApiError(
+                "AMBIGUOUS_CREDENTIALS",
+                "Send the X-API-Key header or the Authorization header, not both",
+            )
         if api_key is not None:
             return self._from_key(api_key)
-        header = headers.get("authorization")
         if not header:
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(
-                "INVALID_TOKEN", "Use 'Authorization: Bearer <token>'", headers=_CHALLENGE
+                "INVALID_TOKEN",
+                "Use 'Authorization: Bearer <token>'",
+                headers=_CHALLENGE,
+                internal="the Authorization header is not 'Bearer <token>'",
             )
         return self._from_jwt(token.strip())
 
     def _from_key(self, key: str) -> Principal:
-        stored = self._keys.check(key) if self._keys is not None else None
-        if stored is None:
-            raise ApiError("INVALID_TOKEN", "The API key is not valid", headers=_CHALLENGE)
+        try:
+            if self._keys is None:
+                raise KeyRefused("this server has no API key store")
+            stored = self._keys.verify(key)
+        except KeyRefused as exc:
+            raise ApiError(
+                "INVALID_TOKEN",
+                "The API key is not valid",
+                headers=_CHALLENGE,
+                internal=f"API key refused: {exc}",
+            ) from None
         claims: dict[str, Any] = {
             "sub": f"key:{stored.name}",
             "roles": list(stored.roles),
@@ -148,9 +192,14 @@ class Authenticator:
         cfg = self._jwt
         if cfg.key is None:
             raise ApiError(
-                "INVALID_TOKEN", "This server accepts no bearer tokens", headers=_CHALLENGE
+                "INVALID_TOKEN",
+                "This server accepts no bearer tokens",
+                headers=_CHALLENGE,
+                internal="bearer token refused: neither ENGINE_JWT_SECRET nor "
+                "ENGINE_JWT_PUBLIC_KEY is set",
             )
-        require = ["exp"]
+        # sub is the identity of rate limits and cache keys: without it, all such tokens are one
+        require = ["exp", "sub"]
         if cfg.audience:
             require.append("aud")
         if cfg.issuer:
@@ -165,25 +214,34 @@ class Authenticator:
                 leeway=LEEWAY_S,
                 options={"require": require, "verify_aud": bool(cfg.audience)},
             )
-        except jwt.ExpiredSignatureError:
-            raise ApiError("INVALID_TOKEN", "The token has expired", headers=_CHALLENGE) from None
-        except jwt.ImmatureSignatureError:
-            raise ApiError(
-                "INVALID_TOKEN", "The token is not valid yet", headers=_CHALLENGE
-            ) from None
-        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
-            raise ApiError(
-                "INVALID_TOKEN", "The token is for another audience or issuer", headers=_CHALLENGE
-            ) from None
-        except (jwt.PyJWTError, TypeError, ValueError):
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             # TypeError: a token's algorithm that does not fit the configured key type
-            raise ApiError("INVALID_TOKEN", "The token is not valid", headers=_CHALLENGE) from None
+            detail = next((d for t, d in _DETAILS if isinstance(exc, t)), "The token is not valid")
+            raise _refused(detail, _reason(exc)) from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.strip():  # PyJWT < 2.10 lets any through
+            raise _refused("The token is not valid", 'the "sub" claim is not a non-empty string')
         return Principal(
-            subject=str(claims.get("sub", "")),
+            subject=subject,
             roles=_names(claims.get("roles")),
             permissions=_names(claims.get("permissions")),
             claims=claims,
         )
+
+
+# what the client is told for a refused token; everything else is "The token is not valid"
+_DETAILS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "The token has expired"),
+    (jwt.ImmatureSignatureError, "The token is not valid yet"),
+    (jwt.InvalidAudienceError, "The token is for another audience or issuer"),
+    (jwt.InvalidIssuerError, "The token is for another audience or issuer"),
+)
+
+
+def _refused(detail: str, reason: str) -> ApiError:
+    return ApiError(
+        "INVALID_TOKEN", detail, headers=_CHALLENGE, internal=f"bearer token refused: {reason}"
+    )
 
 
 def authorize(

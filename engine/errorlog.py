@@ -4,6 +4,12 @@ The request handler only puts an entry on a bounded queue; a background task
 drains it in batches. A full queue drops entries (counted), and a failure to
 write never reaches a client. Secret headers and secret-looking body fields are
 removed before anything is queued.
+
+No entry is lost to its content: text PostgreSQL cannot hold (NUL, lone
+surrogates, undecodable bytes) is escaped in every field before it is sent, and
+an entry the database still refuses is retried alone so the rest of its batch
+is written. An entry that cannot be written at all (the database is down) is
+reported to the Python log, masked as it was queued, and counted.
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ SECRET_HEADERS = frozenset(
 _SECRET_FIELD = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential", re.IGNORECASE)
 MAX_BODY_CHARS = 4096
 BATCH = 100
+# Failures caused by one entry's content (a value out of range, text the server refuses),
+# as opposed to the database being out of reach.
+# asyncpg.DataError is SQLSTATE class 22; a value the driver cannot encode is a ValueError
+_ENTRY_ERRORS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    ValueError,
+    TypeError,
+)
 
 LOG_SQL = """
 SELECT log_api_error(
@@ -55,23 +70,75 @@ class ErrorEntry:
     principal: str | None = None
 
     def args(self) -> tuple[Any, ...]:
+        """The arguments of ``LOG_SQL``, every text escaped to what PostgreSQL can store."""
         return (
-            self.request_id[:100],
-            self.path[:200],
-            self.method[:10],
-            self.code,
-            self.message,
-            self.stack,
-            self.body,
-            self.operation,
-            self.database_error,
-            self.category,
-            dict(self.headers) if self.headers is not None else None,
-            dict(self.params) if self.params is not None else None,
+            storable(self.request_id)[:100],
+            storable(self.path)[:200],
+            storable(self.method)[:10],
+            storable(self.code),
+            storable(self.message),
+            storable(self.stack),
+            storable(self.body),
+            storable(self.operation),
+            storable(self.database_error),
+            storable(self.category),
+            storable(dict(self.headers)) if self.headers is not None else None,
+            storable(dict(self.params)) if self.params is not None else None,
             self.status,
             self.elapsed_ms,
-            self.principal,
+            storable(self.principal),
         )
+
+    def report(self) -> str:
+        """The entry as one JSON line, for the Python log when the database cannot take it."""
+        fields = dict(zip(_REPORT_FIELDS, self.args(), strict=True))
+        return orjson.dumps(fields, default=str).decode()
+
+
+_REPORT_FIELDS = (
+    "request_id",
+    "path",
+    "method",
+    "code",
+    "message",
+    "stack",
+    "body",
+    "operation",
+    "database_error",
+    "category",
+    "headers",
+    "params",
+    "status",
+    "elapsed_ms",
+    "principal",
+)
+
+
+def _storable_text(text: str) -> str:
+    if text.isascii():
+        return text.replace("\x00", "\\x00") if "\x00" in text else text
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # lone surrogates (from surrogateescape, or a JSON \ud800)
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string (dict keys too) holding only what PostgreSQL text can.
+
+    NUL becomes the four characters ``\\x00`` and a lone surrogate its ``\\udXXX``
+    escape; bytes are decoded as UTF-8 with the same escapes. Anything else is unchanged.
+    """
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return _storable_text(bytes(value).decode("utf-8", "backslashreplace"))
+    return value
 
 
 def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -155,14 +222,38 @@ class ErrorLogger:
             while len(batch) < BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._pool.acquire(timeout=10) as conn:
-                    await conn.executemany(LOG_SQL, [e.args() for e in batch])
-                self.written += len(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failed += len(batch)
-                log.warning("could not write %d error log entr(y/ies): %s", len(batch), exc)
+                await self._write(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _write(self, batch: list[ErrorEntry]) -> None:
+        pending = list(batch)
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                try:
+                    # atomic: when it fails, nothing of the batch was written
+                    await conn.executemany(LOG_SQL, [e.args() for e in pending])
+                    self.written += len(pending)
+                    return
+                except _ENTRY_ERRORS:
+                    if len(pending) == 1:
+                        raise
+                # one entry's content was refused: each alone, so it takes no other with it
+                while pending:
+                    try:
+                        await conn.fetchval(LOG_SQL, *pending[0].args())
+                        self.written += 1
+                    except _ENTRY_ERRORS as exc:
+                        self._lost([pending[0]], exc)
+                    pending.pop(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is out of reach: say what is lost
+            self._lost(pending, exc)
+
+    def _lost(self, entries: list[ErrorEntry], exc: Exception) -> None:
+        self.failed += len(entries)
+        log.warning("could not write %d error log entr(y/ies): %s", len(entries), exc)
+        for e in entries:
+            log.warning("error log entry not written: %s", e.report())

@@ -2,9 +2,10 @@
 
 A key looks like ``ek_<prefix>_<secret>``. The table keeps the prefix (to find
 the row) and the SHA-256 of the whole key, never the key. :class:`KeyStore`
-holds the usable keys of the database in memory, reloaded on ``NOTIFY
-engine_keys``, so checking a key needs no database connection and a revocation
-reaches every process at once. ``last_used_at`` is written in batches, off the
+holds the keys of the database in memory, reloaded on ``NOTIFY engine_keys``,
+so checking a key needs no database connection and a revocation reaches every
+process at once. Revoked and expired keys are kept too, so a refusal can say
+why (:class:`KeyRefused`: unknown, wrong secret, revoked, expired). ``last_used_at`` is written in batches, off the
 request path.
 """
 
@@ -30,9 +31,8 @@ PREFIX = "ek"
 LAST_USED_FLUSH_S = 30.0
 
 LOAD_KEYS = """
-SELECT name, key_prefix, key_hash, roles, permissions, tenant_id, expires_at
+SELECT name, key_prefix, key_hash, roles, permissions, tenant_id, expires_at, revoked_at
 FROM api_keys
-WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 """
 INSERT_KEY = """
 INSERT INTO api_keys (name, key_prefix, key_hash, roles, permissions, tenant_id, expires_at)
@@ -52,6 +52,10 @@ class KeyError_(Exception):
     """A key command that cannot be done (unknown name, duplicate name)."""
 
 
+class KeyRefused(Exception):
+    """A key that does not authenticate; the message says why (never the key itself)."""
+
+
 @dataclass(frozen=True)
 class StoredKey:
     name: str
@@ -60,6 +64,13 @@ class StoredKey:
     permissions: tuple[str, ...]
     tenant_id: int | None
     expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > dt.datetime.now(dt.UTC)
+        )
 
 
 def hash_key(key: str) -> str:
@@ -100,27 +111,49 @@ class KeyStore:
                 permissions=tuple(r["permissions"] or ()),
                 tenant_id=r["tenant_id"],
                 expires_at=r["expires_at"],
+                revoked_at=r["revoked_at"],
             )
         self._by_prefix = keys  # one assignment: readers see the old or the new set
 
     async def load(self, conn: asyncpg.Connection) -> None:
         async with self._loading:
             self.replace(await conn.fetch(LOAD_KEYS))
-        log.info("%d API key(s) loaded", len(self._by_prefix))
+        usable = sum(k.usable for k in self._by_prefix.values())
+        log.info("%d API key(s) loaded (%d usable)", len(self._by_prefix), usable)
 
-    def check(self, key: str) -> StoredKey | None:
-        """The stored key matching ``key``, compared in constant time; None if none."""
+    def verify(self, key: str) -> StoredKey:
+        """The usable stored key matching ``key``, compared in constant time.
+
+        Raises :class:`KeyRefused` saying why not: not a key, unknown, wrong
+        secret, revoked or expired (the last three name the key, never show it).
+        """
         prefix = _prefix_of(key.strip())
         stored = self._by_prefix.get(prefix) if prefix else None
-        digest = hashlib.sha256(key.strip().encode()).digest()
+        digest = hashlib.sha256(key.strip().encode(errors="surrogatepass")).digest()
         # compare even when no row matched, so timing says nothing about prefixes
         expected = stored.key_hash if stored else b"\0" * 32
-        if not hmac.compare_digest(digest, expected) or stored is None:
-            return None
+        matches = hmac.compare_digest(digest, expected)
+        if prefix is None:
+            raise KeyRefused(f"not an API key (expected {PREFIX}_<prefix>_<secret>)")
+        if stored is None:
+            raise KeyRefused("unknown API key: no key has its prefix")
+        if not matches:
+            raise KeyRefused(f"the secret does not match API key {stored.name!r}")
+        if stored.revoked_at is not None:
+            raise KeyRefused(
+                f"API key {stored.name!r} was revoked at {stored.revoked_at.isoformat()}"
+            )
         if stored.expires_at is not None and stored.expires_at <= dt.datetime.now(dt.UTC):
-            return None
+            raise KeyRefused(f"API key {stored.name!r} expired at {stored.expires_at.isoformat()}")
         self._used.add(stored.name)
         return stored
+
+    def check(self, key: str) -> StoredKey | None:
+        """The usable stored key matching ``key``; None if none (see :meth:`verify`)."""
+        try:
+            return self.verify(key)
+        except KeyRefused:
+            return None
 
     def start(self, pool: asyncpg.Pool) -> None:
         self._task = asyncio.create_task(self._flush_loop(pool), name="api-key-last-used")

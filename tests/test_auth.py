@@ -4,7 +4,10 @@ Bearer tokens (HS256 with a secret; RS256 / ES256 with a public key; exp, nbf,
 aud and iss; the ``none`` and algorithm-confusion attacks), API keys (created,
 used, expired, revoked through the command line, never stored in plain text),
 roles and permissions, tenant isolation through ``in: auth`` parameters, and
-that a 401 or 403 is answered without taking a database connection.
+that a 401 or 403 is answered without taking a database connection. A token
+must name its subject; a key and a token together are ambiguous; the reason a
+credential was refused reaches the server log and ``api_error_logs``, never the
+credential itself.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -37,6 +41,14 @@ Maker = Callable[..., EngineClient]
 CAMERAS = "/api/v1/cameras"
 OTHER_SECRET = "another-secret-that-is-also-long-enough-for-hs256"
 AUDIENCE = "engine-api"
+# every detail a refused credential may be answered with (the reason goes to the logs only)
+PLAIN_DETAILS = {
+    "The token has expired",
+    "The token is not valid yet",
+    "The token is for another audience or issuer",
+    "The token is not valid",
+    "The API key is not valid",
+}
 ISSUER = "https://id.example.test"
 
 
@@ -292,6 +304,40 @@ def test_a_token_without_exp_is_refused(client: EngineClient) -> None:
     assert_401(client.get(CAMERAS, headers=bearer(jwt.encode(payload, JWT_SECRET))))
 
 
+@pytest.mark.parametrize("sub", ["absent", "", "   ", 42, None, ["a"]])
+def test_a_token_without_a_subject_is_refused(client: EngineClient, sub: Any) -> None:
+    payload = claims(tenant=1)
+    if sub == "absent":
+        del payload["sub"]
+    else:
+        payload["sub"] = sub
+    # signed by hand: PyJWT would refuse to encode some of these
+    assert_401(client.get(CAMERAS, headers=bearer(hs256_by_hand(payload, JWT_SECRET.encode()))))
+    payload["sub"] = "someone"
+    r = client.get(CAMERAS, headers=bearer(hs256_by_hand(payload, JWT_SECRET.encode())))
+    assert r.status_code == 200, r.text
+
+
+def test_a_key_and_a_token_together_are_ambiguous(client: EngineClient, db_url: str) -> None:
+    key = create_key(db_url, "both", tenant_id=1)
+    assert client.wait_for("GET", CAMERAS, 200, headers={"X-API-Key": key}).status_code == 200
+    token = client.auth(tenant=1)
+    for headers in (
+        {"X-API-Key": key, **token},
+        {"X-API-Key": "ek_nope_nope", **token},
+        {"X-API-Key": key, "Authorization": "Basic dGVzdGVyOnNlY3JldA=="},
+        {"X-API-Key": "", **token},
+    ):
+        body = assert_problem(client.get(CAMERAS, headers=headers), 400, "AMBIGUOUS_CREDENTIALS")
+        assert "data" not in body
+    r = client.get(CAMERAS, headers={"X-API-Key": key, **token, "Accept-Language": "vi"})
+    body = assert_problem(r, 400, "AMBIGUOUS_CREDENTIALS")
+    assert r.headers["content-language"] == "vi"
+    # each alone is accepted
+    assert client.get(CAMERAS, headers={"X-API-Key": key}).status_code == 200
+    assert client.get(CAMERAS, headers=token).status_code == 200
+
+
 def test_not_before_is_honoured_with_the_leeway(client: EngineClient) -> None:
     now = int(time.time())
     assert_401(client.get(CAMERAS, headers=client.auth(tenant=1, nbf=now + 120)))
@@ -447,7 +493,7 @@ def test_wrong_api_keys_are_401(client: EngineClient, db_url: str) -> None:
         assert_401(client.get(CAMERAS, headers={"X-API-Key": value}))
     # a bad key is not overlooked in favour of a valid bearer token
     both = {"X-API-Key": wrong[2], **client.auth(tenant=1)}
-    assert_401(client.get(CAMERAS, headers=both))
+    assert_problem(client.get(CAMERAS, headers=both), 400, "AMBIGUOUS_CREDENTIALS")
 
 
 def test_expired_api_keys_are_401(make_client: Maker, db_url: str, db: DB) -> None:
@@ -739,3 +785,79 @@ def test_401_and_403_are_answered_while_the_database_refuses_connections(
         assert_problem(r, 503, "DATABASE_CONNECTION_ERROR")
     r = client.wait_for("GET", "/t/mine", 200, timeout_s=10, headers=valid)
     assert [row["id"] for row in r.json()] == [1, 3]
+
+
+# ---------------------------------------------------------------------------
+# why a credential was refused: in the logs, never in the answer
+# ---------------------------------------------------------------------------
+
+
+def test_the_reason_for_a_refusal_is_logged_but_never_the_credential(
+    make_client: Maker, db_url: str, db: DB, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    real = create_key(db_url, "real", tenant_id=1)
+    revoked = create_key(db_url, "gone", tenant_id=1)
+    assert run_cli("keys", "revoke", "gone", url=db_url).returncode == 0
+    expired = create_key(db_url, "old", tenant_id=1, expires_at=now - dt.timedelta(minutes=1))
+    _, prefix, secret = real.split("_", 2)
+    wrong_secret = f"ek_{prefix}_{secret[::-1]}"
+    caplog.set_level(logging.INFO, logger="engine.auth")
+    client = make_client(jwt_audience=AUDIENCE, jwt_issuer=ISSUER)
+    ok = {"aud": AUDIENCE, "iss": ISSUER}
+    no_sub = claims(**ok)
+    del no_sub["sub"]
+    tokens = {
+        "signature": (jwt.encode(claims(**ok), OTHER_SECRET), "signature"),
+        "expired": (client.token(ttl_s=-300, **ok), "expired"),
+        "audience": (client.token(aud="another-api", iss=ISSUER), "audience"),
+        "issuer": (client.token(aud=AUDIENCE, iss="https://evil.example"), "issuer"),
+        "no-sub": (jwt.encode(no_sub, JWT_SECRET), '"sub"'),
+        "algorithm": (raw_token({"alg": "none"}, claims(**ok)), "alg"),
+    }
+    api_keys = {
+        "unknown-key": ("ek_000000000000_" + "x" * 43, "unknown"),
+        "malformed-key": ("not-a-key-at-all", "not an API key"),
+        "wrong-secret": (wrong_secret, "does not match"),
+        "revoked-key": (revoked, "revoked"),
+        "expired-key": (expired, "expired"),
+    }
+    cases = {
+        **{name: (bearer(t), t, reason) for name, (t, reason) in tokens.items()},
+        **{name: ({"X-API-Key": k}, k, reason) for name, (k, reason) in api_keys.items()},
+    }
+    assert client.get(CAMERAS, headers={"X-API-Key": real}).status_code == 200
+    plain = {}
+    for name, (headers, _, _) in cases.items():
+        r = client.get(CAMERAS, headers={**headers, "X-Request-ID": f"refused-{name}"})
+        plain[name] = assert_401(r)
+    client.engine.flush_errors()
+
+    rows = {
+        r["request_id"]: r
+        for r in db.fetch("SELECT * FROM api_error_logs WHERE request_id LIKE 'refused-%'")
+    }
+    log_text = "\n".join(r.getMessage() for r in caplog.records)
+    for name, (_, credential, reason) in cases.items():
+        row = rows[f"refused-{name}"]
+        assert row["error_code"] == "INVALID_TOKEN" and row["response_status_code"] == 401
+        stack = row["error_stack_trace"] or ""
+        assert reason.lower() in stack.lower(), (name, stack)
+        lines = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "engine.auth" and f"(request refused-{name})" in r.getMessage()
+        ]
+        assert len(lines) == 1 and reason.lower() in lines[0].lower(), (name, lines)
+        # the client is told nothing more than before
+        assert plain[name]["detail"] in PLAIN_DETAILS, plain[name]
+        assert stack not in json.dumps(plain[name])
+        # the credential, or any tell-tale piece of it, is in neither log
+        logged = log_text + " ".join(str(v) for v in row.values())
+        pieces = [credential, credential.rsplit(".", 1)[-1], credential.rsplit("_", 1)[-1]]
+        for piece in pieces:
+            if len(piece) >= 8:
+                assert piece not in logged, (name, piece)
+    # which key was refused is named, so an admin can act on it
+    assert "'gone'" in rows["refused-revoked-key"]["error_stack_trace"]
+    assert "'old'" in rows["refused-expired-key"]["error_stack_trace"]

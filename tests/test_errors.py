@@ -136,7 +136,7 @@ def test_failed_requests_are_logged_through_log_api_error_without_secrets(db, cl
             "X-Request-ID": "log-me-1",
         },
     )
-    assert response.status_code == 401  # the bad bearer token is refused first
+    assert response.status_code == 400  # a key and a token at once: AMBIGUOUS_CREDENTIALS
     response = client.post(
         "/logged",
         json={"n": "nope"},
@@ -159,7 +159,7 @@ def test_failed_requests_are_logged_through_log_api_error_without_secrets(db, cl
     assert row["error_code"] == "INVALID_PARAMETER"
     assert row["endpoint_path"] == "/logged" and row["http_method"] == "POST"
     assert row["response_status_code"] == 400
-    assert rows["log-me-1"]["error_code"] == "INVALID_TOKEN"
+    assert rows["log-me-1"]["error_code"] == "AMBIGUOUS_CREDENTIALS"
     assert rows["log-me-2"]["error_code"] == "INVALID_TOKEN"
     everything = " ".join(str(v) for r in rows.values() for v in dict(r).values())
     for secret in ("hunter2", "k-123", "super-secret-key", "abc.def.ghi", "cookie-secret"):
