@@ -5,7 +5,9 @@ the types PostgreSQL inferred for the placeholders when the template was
 prepared. Per request it pulls each value from its source (path, query, body,
 header, the authenticated principal, or a constant), coerces it, checks it fits
 the column type (an int4 overflow is a 400 here, not a database error), and
-returns the argument tuple. Every bad value is reported, not just the first.
+returns the argument tuple. Every bad value is reported, not just the first. A
+scalar query parameter given more than once is refused (only arrays repeat), and
+header values are read as UTF-8.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class Source(Protocol):
 
     path_params: Mapping[str, str]
     query: Any  # has .getlist(name) and .get(name)
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # values as the server decodes them: Latin-1, a char per byte
     body: Any
     claims: Mapping[str, Any] | None
 
@@ -385,7 +387,12 @@ class Binder:
                         "INSUFFICIENT_PERMISSIONS", f"The '{p.claim}' claim has an unusable value"
                     ) from None
                 continue
-            raw, text = self._raw(p, source)
+            try:
+                raw, text = self._raw(p, source)
+            except BadValue as exc:  # repeated, or not readable as text
+                errors.append(_problem(p, str(exc)))
+                args.append(None)
+                continue
             if raw is _MISSING or raw is None:
                 if p.required and raw is _MISSING:
                     errors.append(_problem(p, "is required"))
@@ -411,20 +418,39 @@ class Binder:
             value = source.path_params.get(p.name)
             return (_MISSING if value is None else value), True
         if p.source == "query":
+            values = source.query.getlist(p.name)
+            if not values:
+                return _MISSING, True
             if p.type == "array":
-                values = source.query.getlist(p.name)
-                if not values:
-                    return _MISSING, True
                 return (values if len(values) > 1 else values[0]), True
-            value = source.query.get(p.name)
-            return (_MISSING if value is None else value), True
+            if len(values) > 1:  # never guess which one the client meant
+                raise BadValue(f"must be given once, not {len(values)} times")
+            return values[0], True
         if p.source == "header":
             value = source.headers.get(p.name)
-            return (_MISSING if value is None else value), True
+            return (_MISSING if value is None else _utf8(value)), True
         body = source.body
         if not isinstance(body, Mapping) or p.name not in body:
             return _MISSING, False
         return body[p.name], False
+
+
+def _utf8(value: str) -> str:
+    """A header value read as UTF-8 (RFC 9110 leaves the charset open; clients send UTF-8).
+
+    Starlette, like the ASGI spec, hands header bytes over as Latin-1, one character
+    per byte, so encoding back to Latin-1 gives the bytes the client sent.
+    """
+    if value.isascii():
+        return value
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:  # a character above U+00FF: already decoded text
+        return value
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadValue("must be UTF-8 text") from None
 
 
 def _problem(p: ParamSpec, message: str) -> dict[str, Any]:

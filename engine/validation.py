@@ -5,15 +5,19 @@ body, or for the query object). ``strict_mode`` turns on format assertions
 (``uri``, ``date-time``, ``email``...); ``allow_unknown_fields = false`` rejects
 properties a schema does not declare. ``data_sanitization_rules`` clean fields
 by name before validation when ``sanitize_input`` is on. Every failing field
-is reported with its JSON pointer.
+is reported with its JSON pointer, and messages spell values as JSON (``null``,
+``true``, ``["a", "b"]``), never as Python. A body that must be an object (its
+fields are bound, or its schema's type is ``object``) and is not is INVALID_BODY.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import datetime as dt
 import html
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,6 +34,7 @@ from jsonschema.exceptions import ValidationError as JsonSchemaError
 from engine.errors import ApiError, SpecError
 
 _MAX_MESSAGE = 200
+_MAX_SHOWN = 80  # of a value quoted in a message, so the words after it still show
 _COMPOSITION = ("allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas")
 
 
@@ -59,19 +64,119 @@ def _close_objects(schema: Any) -> Any:
     return out
 
 
+def _json(value: Any) -> str:
+    """``value`` spelled as JSON, the way a client wrote it (messages, not encoding)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _shown(value: Any) -> str:
+    """A client's value in a message: as JSON, cut short when long."""
+    if isinstance(value, str) and len(value) > _MAX_SHOWN:
+        value = value[:_MAX_SHOWN]  # cut before encoding: a long string is cheap to show
+    text = _json(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def require_object(body: Any) -> None:
+    """INVALID_BODY unless ``body`` is a JSON object (fields are read from it by name)."""
+    if not isinstance(body, dict):
+        raise ApiError("INVALID_BODY", f"The body must be a JSON object, not {_kind(body)}")
+
+
+# jsonschema's messages (jsonschema/_keywords.py) with {i} the instance, {v} the keyword's value
+_MESSAGES: dict[str | None, str] = {
+    "enum": "{i} is not one of {v}",
+    "const": "{v} was expected",
+    "minimum": "{i} is less than the minimum of {v}",
+    "maximum": "{i} is greater than the maximum of {v}",
+    "exclusiveMinimum": "{i} is less than or equal to the minimum of {v}",
+    "exclusiveMaximum": "{i} is greater than or equal to the maximum of {v}",
+    "multipleOf": "{i} is not a multiple of {v}",
+    "minLength": "{i} is too short (at least {n})",
+    "maxLength": "{i} is too long (at most {n})",
+    "minItems": "{i} has too few items (at least {n})",
+    "maxItems": "{i} has too many items (at most {n})",
+    "minProperties": "{i} has too few properties (at least {n})",
+    "maxProperties": "{i} has too many properties (at most {n})",
+    "uniqueItems": "{i} has non-unique elements",
+    "pattern": "{i} does not match {v}",
+    "format": "{i} is not a valid {v}",
+    "anyOf": "{i} is not valid under any of the given schemas",
+    "oneOf": "{i} is not valid under any of the given schemas",
+    "not": "{i} should not be valid under the given schema",
+    "contains": "{i} does not contain items matching the given schema",
+    None: "{i} is not allowed",  # the schema `false`
+}
+_EXTRAS = re.compile(r"\((.*) (was|were) (unexpected|unevaluated and invalid)\)$")
+
+
+def _message(error: JsonSchemaError) -> str:
+    """The failure in words, with values spelled as JSON rather than Python reprs."""
+    keyword = error.validator
+    value = error.validator_value
+    if keyword == "type":
+        types = [value] if isinstance(value, str) else value
+        return f"{_shown(error.instance)} is not of type {', '.join(map(_json, types))}"
+    if keyword == "oneOf" and not error.context:  # it failed by matching several
+        return f"{_shown(error.instance)} is valid under more than one of the given schemas"
+    if keyword == "items" and isinstance(error.instance, list):  # items: false
+        prefix = len(error.schema.get("prefixItems", ())) if isinstance(error.schema, dict) else 0
+        return f"{_shown(error.instance)} has more than {prefix} item(s)"
+    if keyword in ("unevaluatedItems", "unevaluatedProperties"):
+        # jsonschema lists the extras as reprs: read them back and spell them as JSON
+        found = _EXTRAS.search(error.message)
+        if found:
+            with contextlib.suppress(ValueError, SyntaxError):
+                extras = ast.literal_eval(f"[{found[1]}]")
+                listed = ", ".join(map(_json, extras))
+                return f"{error.message[: found.start()]}({listed} {found[2]} {found[3]})"
+        return error.message
+    template = _MESSAGES.get(keyword)
+    if template is None:
+        return error.message  # keywords whose messages hold no values (minContains...)
+    n = value
+    if keyword in ("minLength", "maxLength"):
+        n = f"{value} character{'' if value == 1 else 's'}"
+    return template.format(i=_shown(error.instance), v=_json(value), n=n)
+
+
 def _errors_of(error: JsonSchemaError) -> list[dict[str, Any]]:
     base = list(error.absolute_path)
-    message = error.message
-    if len(message) > _MAX_MESSAGE:
-        message = message[: _MAX_MESSAGE - 3] + "..."
     if error.validator == "required" and isinstance(error.instance, Mapping):
         return [
             {
                 "pointer": _pointer([*base, name]),
-                "message": f"'{name}' is required",
+                "message": f"{_json(name)} is required",
                 "keyword": "required",
             }
             for name in error.validator_value
+            if name not in error.instance
+        ]
+    if error.validator == "dependentRequired" and isinstance(error.instance, Mapping):
+        return [
+            {
+                "pointer": _pointer([*base, name]),
+                "message": f"{_json(name)} is required when {_json(present)} is present",
+                "keyword": "dependentRequired",
+            }
+            for present, names in error.validator_value.items()
+            if present in error.instance
+            for name in names
             if name not in error.instance
         ]
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
@@ -81,13 +186,17 @@ def _errors_of(error: JsonSchemaError) -> list[dict[str, Any]]:
         return [
             {
                 "pointer": _pointer([*base, name]),
-                "message": f"'{name}' is not an allowed field",
+                "message": f"{_json(name)} is not an allowed field",
                 "keyword": "additionalProperties",
             }
             for name in error.instance
             if name not in declared and not any(re.search(p, name) for p in patterns)
         ]
-    return [{"pointer": _pointer(base), "message": message, "keyword": str(error.validator)}]
+    message = _message(error)
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
+    keyword = "false" if error.validator is None else str(error.validator)
+    return [{"pointer": _pointer(base), "message": message, "keyword": keyword}]
 
 
 @dataclass(frozen=True)
@@ -97,6 +206,7 @@ class SchemaValidator:
     name: str
     validator: Draft202012Validator
     applies_to: str = "body"
+    expects_object: bool = False  # its top-level type is "object": anything else is INVALID_BODY
 
     def errors(self, instance: Any) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -166,7 +276,13 @@ def compile_schema(
         validator.is_valid({})  # resolve $refs and compile regexes now, not on the first request
     except Exception as exc:  # a bad pattern or unresolvable $ref
         raise SpecError(f"validation schema '{name}' cannot be used: {exc}") from None
-    return SchemaValidator(name=name, validator=validator, applies_to=applies_to)
+    types = schema.get("type")
+    return SchemaValidator(
+        name=name,
+        validator=validator,
+        applies_to=applies_to,
+        expects_object=types == "object" or types == ["object"],
+    )
 
 
 @dataclass(frozen=True)
@@ -344,7 +460,7 @@ class Sanitizer:
                     errors.append(
                         {
                             "pointer": _pointer([*path, key]),
-                            "message": rule.error_message or f"'{key}' {problem}",
+                            "message": rule.error_message or f"{_json(key)} {problem}",
                             "keyword": f"sanitize:{rule.kind}",
                         }
                     )

@@ -114,7 +114,7 @@ def test_body_fields_bind_top_level_json_fields(db: DB, make_client: Maker) -> N
     assert db.fetchval("SELECT count(*) FROM b_things") == 1
 
 
-def test_body_missing_or_not_an_object_reports_required_fields(db: DB, make_client: Maker) -> None:
+def test_body_missing_or_empty_reports_required_fields(db: DB, make_client: Maker) -> None:
     db.execute("CREATE TABLE b_pairs (a int, b text)")
     add_endpoint(
         db,
@@ -129,7 +129,7 @@ def test_body_missing_or_not_an_object_reports_required_fields(db: DB, make_clie
     )
     client = serve(make_client)
 
-    for kwargs in ({}, {"json": [1, "x"]}, {"json": {}}):
+    for kwargs in ({}, {"json": {}}):
         body = assert_problem(client.post("/b/pairs", **kwargs), 400, "INVALID_PARAMETER")
         assert sorted(e["parameter"] for e in body["errors"]) == ["a", "b"]
         assert all("required" in e["message"] for e in body["errors"])
@@ -141,6 +141,97 @@ def test_body_missing_or_not_an_object_reports_required_fields(db: DB, make_clie
     )
     assert error_for(body, "parameter", "a")["message"] == "a must not be null"
     assert db.fetchval("SELECT count(*) FROM b_pairs") == 0
+
+
+def test_body_that_is_not_an_object_is_invalid_body(db: DB, make_client: Maker) -> None:
+    db.execute("CREATE TABLE b_notes (id int PRIMARY KEY, title text, pages int)")
+    db.execute("INSERT INTO b_notes VALUES (1, 'draft', 3)")
+    add_endpoint(
+        db,
+        "/b/notes/{id}",
+        "PATCH",
+        "UPDATE b_notes SET title = COALESCE($2, title), pages = COALESCE($3, pages)"
+        " WHERE id = $1 RETURNING id, title, pages",
+        [
+            {"name": "id", "in": "path", "type": "integer"},
+            {"name": "title", "in": "body", "type": "string"},
+            {"name": "pages", "in": "body", "type": "integer"},
+        ],
+        {"shape": "object"},
+    )
+    client = serve(make_client)
+    json_body = {"content-type": "application/json"}
+
+    # fields are read from the body by name: anything but an object cannot hold them
+    for raw, kind in (
+        (b'[{"title": "x"}]', "an array"),
+        (b'"title"', "a string"),
+        (b"7", "a number"),
+        (b"true", "a boolean"),
+        (b"null", "null"),
+    ):
+        r = client.patch("/b/notes/1", content=raw, headers=json_body)
+        body = assert_problem(r, 400, "INVALID_BODY")
+        assert body["detail"] == f"The body must be a JSON object, not {kind}", raw
+    assert db.fetchrow("SELECT title, pages FROM b_notes") == ("draft", 3)
+
+    # no body at all is no fields, and an object still binds
+    assert client.patch("/b/notes/1").json() == {"id": 1, "title": "draft", "pages": 3}
+    r = client.patch("/b/notes/1", json={"title": "final"})
+    assert r.json() == {"id": 1, "title": "final", "pages": 3}
+
+
+def test_repeated_scalar_query_parameter_is_refused(db: DB, make_client: Maker) -> None:
+    add_endpoint(
+        db,
+        "/b/find",
+        "GET",
+        "SELECT $1::text AS q, $2::int AS n, $3::text[] AS tags",
+        [
+            {"name": "q", "in": "query", "type": "string"},
+            {"name": "n", "in": "query", "type": "integer"},
+            {"name": "tag", "in": "query", "type": "array"},
+        ],
+        {"shape": "object"},
+    )
+    client = serve(make_client)
+
+    entry = invalid(client.get("/b/find?q=a&q=b"), "q", "query")
+    assert entry["message"] == "q must be given once, not 2 times"
+    # even when the copies agree: the client said something twice
+    invalid(client.get("/b/find?q=a&q=a"), "q", "query")
+    # every problem is listed at once
+    body = assert_problem(client.get("/b/find?q=a&q=b&n=1&n=x&n=3"), 400, "INVALID_PARAMETER")
+    assert error_for(body, "parameter", "n")["message"] == "n must be given once, not 3 times"
+    assert "q" in body["detail"] and "n" in body["detail"]
+
+    # array parameters repeat, and keys that bind nothing are not the binder's business
+    r = client.get("/b/find?q=a&tag=x&tag=y&other=1&other=2")
+    assert r.json() == {"q": "a", "n": None, "tags": ["x", "y"]}
+
+
+def test_header_values_are_read_as_utf8(db: DB, make_client: Maker) -> None:
+    add_endpoint(
+        db,
+        "/b/kiosk",
+        "GET",
+        "SELECT $1::text AS name, length($1::text) AS chars",
+        [{"name": "X-Client-Name", "in": "header", "type": "string"}],
+        {"shape": "object"},
+    )
+    client = serve(make_client)
+
+    r = client.get("/b/kiosk", headers={"X-Client-Name": "kiosk ✓".encode()})
+    assert r.json() == {"name": "kiosk ✓", "chars": 7}
+    r = client.get("/b/kiosk", headers={"X-Client-Name": "Cổng chính".encode()})
+    assert r.json() == {"name": "Cổng chính", "chars": 10}
+    assert client.get("/b/kiosk", headers={"X-Client-Name": "plain"}).json()["name"] == "plain"
+
+    # bytes that are not UTF-8 (here Latin-1 "café") are refused, not guessed at
+    for raw in ("café".encode("latin-1"), b"\xff\xfe", b"ok \xe2\x9c"):
+        r = client.get("/b/kiosk", headers={"X-Client-Name": raw})
+        entry = invalid(r, "X-Client-Name", "header")
+        assert entry["message"] == "X-Client-Name must be UTF-8 text", raw
 
 
 def test_header_parameter_name_is_case_insensitive(db: DB, make_client: Maker) -> None:

@@ -141,9 +141,9 @@ def test_every_failing_field_is_reported_with_its_pointer(db: DB, make_client: M
         assert pointers(body) == ["/camera_name", "/settings"]
         assert all(e["keyword"] == "required" for e in body["errors"])
 
-    # a body that is not an object fails at the root
-    body = invalid(client.post("/v/cameras", json=[1, 2]))
-    assert pointers(body) == [""]
+    # a body that is not an object cannot hold the fields: INVALID_BODY, not a field error
+    body = assert_problem(client.post("/v/cameras", json=[1, 2]), 400, "INVALID_BODY")
+    assert body["detail"] == "The body must be a JSON object, not an array"
     assert stored(db, "/v/cameras", "id") == []
 
     r = client.post(
@@ -151,6 +151,101 @@ def test_every_failing_field_is_reported_with_its_pointer(db: DB, make_client: M
     )
     assert r.status_code == 201, r.text
     assert stored_json(db, "/v/cameras", "settings") == [{"mode": "day"}]
+
+
+BOOK = {
+    "type": "object",
+    "required": ["author"],
+    "properties": {
+        "author": {"type": "string"},
+        "title": {"type": "string"},
+        "signed": {"type": "string"},
+        "subtitle": {"type": ["string", "null"]},
+        "genre": {"enum": ["fiction", "non-fiction", "biography"]},
+        "cover": {"const": "hardcover"},
+        "isbn": {"type": "string", "pattern": "^[0-9-]+$"},
+        "code": {"type": "string", "minLength": 3},
+        "pages": {"type": "integer", "minimum": 1},
+        "published": {"type": "string", "format": "date"},
+        "tags": {"type": "array", "maxItems": 2, "uniqueItems": True},
+        "price": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "meta": {"type": "object", "properties": {"shelf": {"type": "string"}}},
+    },
+}
+
+
+def test_messages_spell_values_as_json(db: DB, make_client: Maker) -> None:
+    columns = dict.fromkeys(BOOK["properties"], "text") | {
+        "pages": "int",
+        "tags": "jsonb",
+        "price": "jsonb",
+        "meta": "jsonb",
+    }
+    add_schema(db, store_endpoint(db, "/v/books", **columns), BOOK)
+    client = serve(make_client)
+
+    sent = {
+        "title": None,
+        "signed": True,
+        "subtitle": 5,
+        "genre": "poetry",
+        "cover": "ebook",
+        "isbn": "Cổng",
+        "code": "ab",
+        "pages": 0,
+        "published": "2024-13-01",
+        "tags": ["a", "a", "b"],
+        "price": None,
+        "meta": {"shelf": "B2", "colour": "red"},
+    }
+    body = invalid(client.post("/v/books", json=sent))
+    messages = sorted((e["pointer"], e["message"]) for e in body["errors"])
+    assert messages == [
+        ("/author", '"author" is required'),
+        ("/code", '"ab" is too short (at least 3 characters)'),
+        ("/cover", '"hardcover" was expected'),
+        ("/genre", '"poetry" is not one of ["fiction", "non-fiction", "biography"]'),
+        ("/isbn", '"Cổng" does not match "^[0-9-]+$"'),
+        ("/meta/colour", '"colour" is not an allowed field'),
+        ("/pages", "0 is less than the minimum of 1"),
+        ("/price", "null is not valid under any of the given schemas"),
+        ("/published", '"2024-13-01" is not a valid "date"'),
+        ("/signed", 'true is not of type "string"'),
+        ("/subtitle", '5 is not of type "string", "null"'),
+        ("/tags", '["a", "a", "b"] has non-unique elements'),
+        ("/tags", '["a", "a", "b"] has too many items (at most 2)'),
+        ("/title", 'null is not of type "string"'),
+    ]
+    assert stored(db, "/v/books", "id") == []
+
+
+READ_BACK = {"shape": "object", "status": 200}
+
+
+def test_body_schema_expecting_an_object_refuses_other_bodies(db: DB, make_client: Maker) -> None:
+    # nothing is bound from the body here: the schema alone says it is an object
+    ping = add_endpoint(
+        db, "/v/ping", "POST", "SELECT 1 AS one", [], READ_BACK, database_operation="CALL"
+    )
+    add_schema(db, ping, {"type": "object", "properties": {"note": {"type": "string"}}})
+    batch = add_endpoint(
+        db, "/v/batch", "POST", "SELECT 1 AS one", [], READ_BACK, database_operation="CALL"
+    )
+    add_schema(db, batch, {"type": "array", "items": {"type": "integer"}})
+    client = serve(make_client)
+    json_body = {"content-type": "application/json"}
+
+    for raw, kind in ((b"[1]", "an array"), (b'"x"', "a string"), (b"null", "null")):
+        r = client.post("/v/ping", content=raw, headers=json_body)
+        body = assert_problem(r, 400, "INVALID_BODY")
+        assert body["detail"] == f"The body must be a JSON object, not {kind}"
+    assert client.post("/v/ping", json={"note": "hi"}).status_code == 200
+    # a schema that expects something else gets it, and says what is wrong with it
+    assert client.post("/v/batch", json=[1, 2]).status_code == 200
+    body = invalid(client.post("/v/batch", json=[1, "x"]))
+    assert body["errors"] == [
+        {"pointer": "/1", "message": '"x" is not of type "integer"', "keyword": "type"}
+    ]
 
 
 def test_unknown_fields_are_rejected_unless_allowed(db: DB, make_client: Maker) -> None:
@@ -175,7 +270,7 @@ def test_unknown_fields_are_rejected_unless_allowed(db: DB, make_client: Maker) 
     body = invalid(client.post("/v/closed", json=sent))
     assert pointers(body) == ["/extra", "/nested/zzz", "/rows/0/y"]
     entry = error_for(body, "pointer", "/extra")
-    assert entry["message"] == "'extra' is not an allowed field"
+    assert entry["message"] == '"extra" is not an allowed field'
     assert entry["keyword"] == "additionalProperties"
 
     r = client.post("/v/open", json=sent)
@@ -268,6 +363,11 @@ def test_query_schema_validates_the_query_object(db: DB, make_client: Maker) -> 
     body = invalid(r)
     assert pointers(body) == ["/extra", "/min_n", "/status"]
     assert "query string" in body["detail"]
+    # the bound values, spelled as JSON
+    assert error_for(body, "pointer", "/status")["message"] == (
+        '"bogus" is not one of ["active", "inactive"]'
+    )
+    assert error_for(body, "pointer", "/min_n")["message"] == "0 is less than the minimum of 1"
     assert pointers(invalid(client.get("/v/rows?id=1&id=2&id=3"))) == ["/id"]
 
     r = client.get("/v/rows", params={"status": "active", "min_n": "2", "since": "2024-01-01"})
@@ -395,7 +495,7 @@ def test_value_rules_check_ranges_and_round(db: DB, make_client: Maker) -> None:
     body = invalid(client.post("/v/scores", json={"ratio": 1.5, "code": "abc"}))
     assert pointers(body) == ["/code", "/ratio"]
     assert error_for(body, "pointer", "/code")["message"] == "code is three capital letters"
-    assert "at most 1" in error_for(body, "pointer", "/ratio")["message"]
+    assert error_for(body, "pointer", "/ratio")["message"] == '"ratio" must be at most 1'
     assert stored(db, "/v/scores", "id") == []
 
     r = client.post("/v/scores", json={"score": 10, "ratio": 0.12345, "code": "ABC"})
@@ -622,7 +722,7 @@ def test_pattern_properties_are_not_reported_as_unknown(db: DB, make_client: Mak
     assert body["errors"] == [
         {
             "pointer": "/colour",
-            "message": "'colour' is not an allowed field",
+            "message": '"colour" is not an allowed field',
             "keyword": "additionalProperties",
         }
     ]
