@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from engine import builtin, keys
+from engine import builtin, idempotency, keys
 from engine.auth import Authenticator, JwtConfig
 from engine.cache import ResponseCache, write_stats
 from engine.catalog import CHANNEL as CATALOG_CHANNEL
@@ -146,6 +146,17 @@ def create_app(
                 except Exception as exc:
                     log.warning("could not write cache figures: %s", exc)
 
+        async def purge_idempotency_keys() -> None:
+            while True:
+                await asyncio.sleep(idempotency.PURGE_INTERVAL_S)
+                try:
+                    async with db.write.acquire(timeout=10) as conn:
+                        purged = await idempotency.purge_expired(conn)
+                    if purged:
+                        log.info("purged %d expired idempotency key(s)", purged)
+                except Exception as exc:
+                    log.warning("could not purge expired idempotency keys: %s", exc)
+
         errorlog = ErrorLogger(db.write, settings.error_log_queue_size)
         limiter = RateLimiter(settings.redis_url)
         try:
@@ -156,6 +167,7 @@ def create_app(
             key_store.start(db.write)
             background.spawn(stats_loop(), "cache-stats")
             background.spawn(notifier(), "cache-notifier")
+            background.spawn(purge_idempotency_keys(), "idempotency-purge")
             app.state.loop = asyncio.get_running_loop()
             app.state.listener = listener
             app.state.services = Services(

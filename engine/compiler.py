@@ -27,6 +27,7 @@ from engine.spec import EndpointSpec, parse_row
 from engine.validation import SanitizationRule, Sanitizer, SchemaValidator, build_sanitizer
 from engine.validation import compile_schema as compile_json_schema
 
+CLIENT_SOURCES = frozenset({"path", "query", "body", "header"})
 TYPE_INFO = """
 SELECT t.oid, t.typtype::text AS typtype, e.typname::text AS element
 FROM pg_type t
@@ -176,6 +177,7 @@ class CompiledEndpoint:
     columns: tuple[tuple[str, str], ...] = ()
     fingerprint: str = ""  # digest of the rows it was compiled from
     signature: tuple[Any, ...] = ()  # placeholder and column types PostgreSQL reported
+    client_values: bool = True  # binds values the client sends (path, query, body, header)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -342,6 +344,7 @@ class Compiler:
             columns=columns,
             fingerprint=inputs.fingerprint,
             signature=_signature(stmt),
+            client_values=any(p.source in CLIENT_SOURCES for p in spec.params),
             warnings=tuple(warnings),
         )
 

@@ -10,10 +10,11 @@ name, constraint name or SQL: those go only to the error log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
@@ -24,6 +25,8 @@ from engine.errors import ApiError
 from engine.settings import Settings
 
 log = logging.getLogger("engine.database")
+
+T = TypeVar("T")
 
 STATEMENT_CACHE_SIZE = 1024
 ACQUIRE_TIMEOUT_S = 10.0
@@ -109,6 +112,7 @@ async def run_statement(
     operation: str,
     known_codes: Container[str],
     rows: bool = True,
+    client_values: bool = True,
 ) -> tuple[list[asyncpg.Record], int | None]:
     """Run one statement; (rows, affected count) or an ApiError. The only place we execute."""
     try:
@@ -121,22 +125,123 @@ async def run_statement(
         status = await conn.execute(sql, *args, timeout=timeout_s)
         return [], affected_rows(status)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise translate(exc, operation, known_codes) from exc
+        raise translate(exc, operation, known_codes, client_values=client_values) from exc
     except InternalClientError as exc:
         # the driver lost track of the connection (e.g. its backend was terminated
         # while idle): never reuse it
-        conn.terminate()
-        raise translate(exc, operation, known_codes) from exc
+        _drop(conn)
+        raise translate(exc, operation, known_codes, client_values=client_values) from exc
     finally:
         await release(pool, conn)
 
 
+async def run_write(
+    pool: asyncpg.Pool,
+    sql: str,
+    args: Sequence[Any],
+    finish: Callable[[list[asyncpg.Record], int | None], T],
+    *,
+    timeout_s: float | None,
+    operation: str,
+    known_codes: Container[str],
+    rows: bool = True,
+    guard: WriteGuard[T] | None = None,
+    client_values: bool = True,
+) -> T:
+    """Run a write in its own transaction; answer only what committed.
+
+    ``finish`` shapes and encodes the result *before* ``COMMIT``, so a value that
+    cannot be answered rolls the write back. ``guard`` (idempotency) may answer
+    instead of running the statement, and stores the answer in the same
+    transaction. A connection lost during ``COMMIT`` is 503
+    ``COMMIT_OUTCOME_UNKNOWN``: the write may or may not have happened.
+    """
+    try:
+        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise translate(exc, operation, known_codes, acquiring=True) from exc
+    try:
+        tx = conn.transaction()
+        try:
+            await tx.start()
+            if guard is not None:
+                replay = await guard.before(conn)
+                if replay is not None:
+                    await tx.rollback()
+                    return replay
+            if rows:
+                records, affected = await conn.fetch(sql, *args, timeout=timeout_s), None
+            else:
+                records, affected = (
+                    [],
+                    affected_rows(await conn.execute(sql, *args, timeout=timeout_s)),
+                )
+            result = finish(records, affected)
+            if guard is not None:
+                await guard.after(conn, result)
+        except BaseException as exc:
+            await _rollback(conn, tx)
+            if isinstance(exc, InternalClientError):
+                _drop(conn)  # the driver lost track of the connection: never reuse it
+            if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
+                raise translate(exc, operation, known_codes, client_values=client_values) from exc
+            if isinstance(exc, ValueError | OverflowError):  # the driver could not decode a value
+                raise ApiError(
+                    "INTERNAL_ERROR",
+                    "The result could not be answered; nothing was written",
+                    internal=f"decoding the result failed, rolled back: {exc!r}",
+                ) from exc
+            raise
+        try:
+            await tx.commit()
+        except _CONNECTION_LOST as exc:
+            _drop(conn)
+            raise ApiError(
+                "COMMIT_OUTCOME_UNKNOWN",
+                headers={"Retry-After": RETRY_AFTER_S},
+                internal=f"connection lost during COMMIT: {exc!r}",
+                database_error=f"{type(exc).__name__}: {exc}",
+            ) from exc
+        except asyncpg.PostgresError as exc:  # refused at COMMIT (deferred constraint...)
+            raise translate(exc, operation, known_codes, client_values=client_values) from exc
+        return result
+    finally:
+        await release(pool, conn)
+
+
+def _drop(conn: asyncpg.Connection) -> None:
+    """Close a connection that must not be reused (it may be gone already)."""
+    with contextlib.suppress(Exception):
+        conn.terminate()
+
+
+async def _rollback(conn: asyncpg.Connection, tx: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.shield(tx.rollback())
+
+
+class WriteGuard(Protocol[T]):
+    """What runs inside a write's transaction before and after its statement."""
+
+    async def before(self, conn: asyncpg.Connection) -> T | None:
+        """An answer to give instead of running the statement, or None to run it."""
+
+    async def after(self, conn: asyncpg.Connection, result: T) -> None:
+        """Called with the finished answer, before COMMIT."""
+
+
 async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-    """Return a connection; a broken one is dropped by asyncpg, never surfaced as an error."""
+    """Return a connection; a broken one is dropped, never surfaced as an error.
+
+    This runs in ``finally`` after the answer is decided: whatever goes wrong here
+    (a backend terminated meanwhile, a driver that lost track of the connection)
+    must never replace that answer.
+    """
     try:
         await pool.release(conn)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        log.info("dropped a broken connection on release: %s", exc)
+    except Exception as exc:
+        log.info("dropped a broken connection on release: %r", exc)
+        _drop(conn)
 
 
 def affected_rows(status: str) -> int | None:
@@ -148,6 +253,17 @@ def affected_rows(status: str) -> int | None:
 
 
 _CONNECTION_STATES = ("57P01", "57P02", "57P03", "53300")
+_DRIVER_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# what, during COMMIT, leaves the outcome unknown (the server may have committed)
+_CONNECTION_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    InternalClientError,
+)
 # undefined table, column, function: schema drift under a compiled row
 DRIFT_STATES = frozenset({"42P01", "42703", "42883"})
 RETRY_AFTER_S = "5"
@@ -159,8 +275,13 @@ def translate(
     known_codes: Container[str] = (),
     *,
     acquiring: bool = False,
+    client_values: bool = True,
 ) -> ApiError:
-    """Map a driver or server error to an ApiError, keyed on SQLSTATE."""
+    """Map a driver or server error to an ApiError, keyed on SQLSTATE.
+
+    ``client_values``: the statement binds values the client sent. Without them, a
+    data exception (class 22) is the template's own fault, not the client's.
+    """
     internal = f"{type(exc).__name__}: {exc}"
     if acquiring:
         # whatever stops us getting a connection (refused, timeout, database closed to
@@ -198,7 +319,7 @@ def translate(
             database_error=db_error,
             schema_drift=True,
         )
-    code, detail = _code_for_state(state, operation)
+    code, detail = _code_for_state(state, operation, client_values)
     if state == "P0001":
         message = str(getattr(exc, "message", "") or "").strip()
         if message in known_codes:
@@ -207,7 +328,7 @@ def translate(
     return ApiError(code, detail, internal=internal, database_error=db_error)
 
 
-def _code_for_state(state: str, operation: str) -> tuple[str, str | None]:
+def _code_for_state(state: str, operation: str, client_values: bool) -> tuple[str, str | None]:
     if state == "23505":
         return "DUPLICATE_RESOURCE", None
     if state == "23503":
@@ -216,8 +337,10 @@ def _code_for_state(state: str, operation: str) -> tuple[str, str | None]:
         return "REFERENCED_RESOURCE_MISSING", None
     if state in ("23502", "23514", "23P01", "23001", "23000"):
         return "CONSTRAINT_VIOLATION", None
-    if state.startswith("22"):
-        return "INVALID_VALUE", None
+    if state.startswith("22"):  # a data exception: a client's value, else the template's own
+        return ("INVALID_VALUE" if client_values else "TEMPLATE_ERROR"), None
+    if state == "25006":  # a read-only session asked to write (check should refuse the row)
+        return "READ_ONLY_VIOLATION", None
     if state == "57014":
         return "STATEMENT_TIMEOUT", None
     if state in ("40001", "40P01"):

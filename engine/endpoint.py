@@ -27,14 +27,16 @@ from starlette.types import Receive, Scope, Send
 from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
-from engine.database import RETRY_AFTER_S, Database, run_statement
+from engine.database import RETRY_AFTER_S, Database, run_statement, run_write
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
+from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
-from engine.shaping import Shaped, default_page_body, encode
-from engine.streaming import Streams, stream_media_type, stream_response
+from engine.shaping import Rendered, Shaped, default_page_body, encode
+from engine.streaming import StreamOrigin, Streams, stream_response
+from engine.validation import require_object
 
 log = logging.getLogger("engine.endpoint")
 
@@ -130,7 +132,9 @@ async def handle(services: Services, request: Request) -> Response:
             await _limit(services, request, ep, principal, state)
         body = None
         if ep.needs_body:
-            body = await _read_body(request, services.settings.max_body_bytes, state)
+            schema = ep.body_schema  # fields bound by name, or an object schema: only an object
+            whole = ep.binder.uses_body or (schema is not None and schema.expects_object)
+            body = await _read_body(request, services.settings.max_body_bytes, state, whole)
             state["body"] = body  # logged (masked) even when sanitizing fails
             if ep.sanitizer is not None:
                 body = ep.sanitizer.apply({} if body is None else body)
@@ -147,20 +151,26 @@ async def handle(services: Services, request: Request) -> Response:
         if ep.query_schema is not None:
             ep.query_schema.check(_query_object(ep, request, args))
         headers = state["headers"]
-        if spec.result.shape == "stream":
-            if method == "HEAD":  # the headers of an export, without running it
-                return Response(status_code=200, headers=headers, media_type=stream_media_type(ep))
-            return await stream_response(services.streams, ep, args, catalog.errors, headers)
+        if spec.result.shape == "stream":  # HEAD: the export's headers, without running it
+            who = principal.subject if principal else None
+            origin = StreamOrigin(request, request_id, started, services.errorlog, who)
+            return await stream_response(
+                services.streams, ep, args, catalog.errors, headers, origin
+            )
         page = _page_args(ep, request) if ep.page_sql is not None else None
         if page is not None:
             args = [*args, page[0] + 1, page[1]]
         if ep.cacheable:
             return await _cached(services, catalog, ep, args, page, request, principal, headers)
-        shaped = await _execute(services, catalog, ep, args, page)
-        if ep.invalidates:
+        if spec.is_read:
+            shaped = await _execute(services, catalog, ep, args, page)
+            return _answer(_render(ep, shaped, request_id), request, headers)
+        guard = _idempotency(services, ep, request, principal, state)
+        rendered = await _write(services, catalog, ep, args, page, request_id, guard)
+        if ep.invalidates and not rendered.replayed:
             services.cache.invalidate(ep.invalidates)
             services.publish_invalidation(ep.invalidates)
-        return _answer(_render(ep, shaped, request_id), request, headers)
+        return _answer(rendered, request, headers)
     except ApiError as error:
         if error.schema_drift and ep is not None and not services.catalogs.report_drift(ep):
             # re-checked already and the template still prepares: the missing table,
@@ -189,12 +199,7 @@ async def _limit(
     principal: Principal | None,
     state: dict[str, Any],
 ) -> None:
-    if principal is not None:
-        who = principal.identity
-    else:
-        peer = request.client.host if request.client else None
-        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
-        who = "ip:" + client_address(peer, forwarded, services.trusted_proxies)
+    who = _caller(services, request, principal)
     limit = ep.spec.rate_limit_per_minute or 0
     rate = await services.limiter.hit(ep.spec.id, limit, who)
     if rate is None:
@@ -205,6 +210,15 @@ async def _limit(
             "RATE_LIMIT_EXCEEDED",
             f"At most {limit} calls a minute; retry in {max(rate.reset_s, 1)} s",
         )
+
+
+def _caller(services: Services, request: Request, principal: Principal | None) -> str:
+    """Who is calling: the principal, else the client's address (behind trusted proxies)."""
+    if principal is not None:
+        return principal.identity
+    peer = request.client.host if request.client else None
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    return "ip:" + client_address(peer, forwarded, services.trusted_proxies)
 
 
 async def _cached(
@@ -263,7 +277,8 @@ async def _cached(
     )
 
 
-async def _read_body(request: Request, limit: int, state: dict[str, Any]) -> Any:
+async def _read_body(request: Request, limit: int, state: dict[str, Any], whole: bool) -> Any:
+    """The parsed JSON body, None when there is none; ``whole``: it must be an object."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ApiError("PAYLOAD_TOO_LARGE", f"The body may be at most {limit} bytes")
@@ -282,11 +297,15 @@ async def _read_body(request: Request, limit: int, state: dict[str, Any]) -> Any
     if ctype and ctype != JSON and not ctype.endswith("+json"):
         raise ApiError("UNSUPPORTED_MEDIA_TYPE", f"Send the body as {JSON}, not {ctype}")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(
             "INVALID_JSON", f"The body is not valid JSON ({exc.msg} at byte {exc.pos})"
         ) from None
+    if whole:  # `null` too: an empty body is no fields, a JSON null is not an object
+        state["body"] = body  # logged with the refusal
+        require_object(body)
+    return body
 
 
 def _query_object(ep: CompiledEndpoint, request: Request, args: list[Any]) -> dict[str, Any]:
@@ -345,9 +364,15 @@ async def _execute(
     args: list[Any],
     page: tuple[int, int] | None,
 ) -> Shaped:
+    """A read, on the read pool."""
     spec = ep.spec
-    pool = services.db.pool(spec.is_read)
-    common = {"timeout_s": ep.timeout_s, "operation": spec.operation, "known_codes": catalog.errors}
+    pool = services.db.read
+    common = {
+        "timeout_s": ep.timeout_s,
+        "operation": spec.operation,
+        "known_codes": catalog.errors,
+        "client_values": ep.client_values,
+    }
     if page is not None and ep.page_sql is not None:
         rows, _ = await run_statement(pool, ep.page_sql, args, **common)
         return ep.shaper.page(rows, *page)
@@ -358,32 +383,80 @@ async def _execute(
     return ep.shaper.shape(rows)
 
 
-@dataclass(frozen=True)
-class _Rendered:
-    body: bytes
-    status_code: int
-    headers: dict[str, str]
-    empty: bool
+async def _write(
+    services: Services,
+    catalog: Catalog,
+    ep: CompiledEndpoint,
+    args: list[Any],
+    page: tuple[int, int] | None,
+    request_id: str,
+    guard: IdempotencyGuard | None,
+) -> Rendered:
+    """A write, in its own transaction on the primary; answered only once committed."""
+    paged = page is not None and ep.page_sql is not None
+
+    def finish(rows: list[Any], affected: int | None) -> Rendered:
+        if paged:
+            assert page is not None
+            return _render(ep, ep.shaper.page(rows, *page), request_id)
+        if ep.spec.result.shape == "none":
+            return _render(ep, ep.shaper.shape((), affected=affected), request_id)
+        return _render(ep, ep.shaper.shape(rows), request_id)
+
+    return await run_write(
+        services.db.write,
+        ep.page_sql if paged and ep.page_sql else ep.sql,
+        args,
+        finish,
+        timeout_s=ep.timeout_s,
+        operation=ep.spec.operation,
+        known_codes=catalog.errors,
+        rows=paged or ep.spec.result.shape != "none",
+        guard=guard,
+        client_values=ep.client_values,
+    )
 
 
-def _render(ep: CompiledEndpoint, shaped: Shaped, request_id: str) -> _Rendered:
+def _idempotency(
+    services: Services,
+    ep: CompiledEndpoint,
+    request: Request,
+    principal: Principal | None,
+    state: dict[str, Any],
+) -> IdempotencyGuard | None:
+    """The Idempotency-Key guard of a write, when the client sent the header."""
+    header = request.headers.get(IDEMPOTENCY_HEADER)
+    if header is None:
+        return None
+    return IdempotencyGuard.for_request(
+        header,
+        principal=_caller(services, request, principal),
+        endpoint_id=ep.spec.id,
+        fingerprint=request_fingerprint(
+            request.method, request.url.path, request.url.query, state.get("raw", b"")
+        ),
+        ttl_s=services.settings.idempotency_ttl_s,
+    )
+
+
+def _render(ep: CompiledEndpoint, shaped: Shaped, request_id: str) -> Rendered:
     """The encoded success body and the template's headers."""
     headers: dict[str, str] = {}
     envelope = ep.paginated if shaped.pagination is not None and ep.paginated else ep.success
     if envelope is not None:
         headers.update(envelope.headers)
     if shaped.empty:
-        return _Rendered(b"", shaped.status, headers, True)
+        return Rendered(b"", shaped.status, headers, True)
     if envelope is not None:
         body: Any = envelope.wrap(shaped, request_id=request_id, endpoint=ep.spec.label)
     elif shaped.pagination is not None:
         body = default_page_body(shaped)
     else:
         body = shaped.payload
-    return _Rendered(encode(body), shaped.status, headers, False)
+    return Rendered(encode(body), shaped.status, headers, False)
 
 
-def _answer(rendered: _Rendered, request: Request, headers: dict[str, str]) -> Response:
+def _answer(rendered: Rendered, request: Request, headers: dict[str, str]) -> Response:
     headers.update(rendered.headers)
     if rendered.empty:
         return Response(status_code=rendered.status_code, headers=headers)
@@ -409,6 +482,10 @@ def _failure(
     entry = catalog.errors.get(error.code)
     if entry.status >= 500 and error.internal:
         log.error("%s %s -> %s: %s", request.method, request.url.path, entry.code, error.internal)
+    elif entry.status == 401 and error.internal:  # why a credential was refused, never itself
+        services.authenticator.log_refusal(
+            request_id, request.method, request.url.path, error.internal
+        )
     languages = parse_accept_language(request.headers.get("accept-language"))
     body, lang = problem_body(
         error, entry, request_id=request_id, instance=request.url.path, languages=languages

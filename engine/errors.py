@@ -26,6 +26,7 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "VALIDATION_ERROR": (400, "Request validation failed"),
     "INVALID_PARAMETER": (400, "A request parameter is missing or invalid"),
     "INVALID_JSON": (400, "The request body is not valid JSON"),
+    "INVALID_BODY": (400, "The request body must be a JSON object"),
     "INVALID_VALUE": (400, "A value was rejected as invalid"),
     "UNSUPPORTED_MEDIA_TYPE": (415, "The request body must be JSON (application/json)"),
     "PAYLOAD_TOO_LARGE": (413, "The request body is too large"),
@@ -43,8 +44,15 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "TRANSACTION_CONFLICT": (503, "The transaction conflicted with another one; retry"),
     "STATEMENT_TIMEOUT": (504, "The database query took too long"),
     "DATABASE_CONNECTION_ERROR": (503, "Database connection error"),
+    "TOO_MANY_EXPORTS": (503, "Too many exports are running; retry shortly"),
     "INTERNAL_ERROR": (500, "An internal error occurred"),
+    "AMBIGUOUS_CREDENTIALS": (400, "Send either an API key or a bearer token, not both"),
     "ENDPOINT_UNAVAILABLE": (503, "This endpoint cannot be served right now; retry later"),
+    "COMMIT_OUTCOME_UNKNOWN": (503, "The connection was lost while committing"),
+    "IDEMPOTENCY_KEY_REUSED": (422, "This Idempotency-Key was used for a different request"),
+    "IDEMPOTENCY_KEY_IN_USE": (409, "A request with this Idempotency-Key is still running"),
+    "TEMPLATE_ERROR": (500, "The endpoint's query failed on its own"),
+    "READ_ONLY_VIOLATION": (500, "A read-only endpoint tried to write"),
 }
 
 

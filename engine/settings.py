@@ -111,6 +111,11 @@ class Settings:
         "Bearer token for the /_engine/catalog admin endpoint. Unset: that endpoint is off.",
     )
     log_level: str = _setting("ENGINE_LOG_LEVEL", "INFO", "Python logging level.")
+    idempotency_ttl_s: int = _setting(
+        "ENGINE_IDEMPOTENCY_TTL_S",
+        86400,
+        "How long the answer of a write sent with an Idempotency-Key is kept for replay.",
+    )
     error_log_queue_size: int = _setting(
         "ENGINE_ERROR_LOG_QUEUE_SIZE",
         10000,

@@ -173,6 +173,17 @@ class Envelope:
         return problem
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A success answer, encoded: what is sent, cached, or stored for idempotent replay."""
+
+    body: bytes
+    status_code: int
+    headers: dict[str, str]
+    empty: bool
+    replayed: bool = False  # answered from a stored Idempotency-Key answer
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

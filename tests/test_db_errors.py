@@ -175,7 +175,7 @@ def test_row_statement_timeout_is_504(widgets, client):
     [
         ("23505", 409, "DUPLICATE_RESOURCE"),
         ("23514", 422, "CONSTRAINT_VIOLATION"),
-        ("22012", 400, "INVALID_VALUE"),
+        ("22012", 400, "INVALID_VALUE"),  # the template binds client values: maybe theirs
         ("22003", 400, "INVALID_VALUE"),
         ("57014", 504, "STATEMENT_TIMEOUT"),
         ("40001", 503, "TRANSACTION_CONFLICT"),
@@ -190,6 +190,21 @@ def test_each_sqlstate_maps_to_its_code(widgets, client, state, status, code):
     body = _problem(response, status, code)
     assert "boom" not in response.text
     assert body["status"] == status
+
+
+def test_a_data_error_of_the_templates_own_is_template_error_not_the_clients(db, client):
+    add_endpoint(db, "/own-ratio", "GET", "SELECT count(*) / 0 AS r FROM pg_class", [])
+    response = client.wait_for("GET", "/own-ratio", 500)
+    _problem(response, 500, "TEMPLATE_ERROR")
+
+
+def test_a_read_only_session_asked_to_write_is_read_only_violation(db, client):
+    # built-in functions pass check; nextval() writes, and the read-only session refuses it
+    db.execute("CREATE SEQUENCE ro_seq")
+    add_endpoint(db, "/sneaky", "GET", "SELECT nextval('ro_seq') AS v", [], {"shape": "scalar"})
+    response = client.wait_for("GET", "/sneaky", 500)
+    _problem(response, 500, "READ_ONLY_VIOLATION")
+    assert db.fetchval("SELECT is_called FROM ro_seq") is False  # never advanced
 
 
 def test_raise_with_a_known_error_code_answers_that_code(widgets, client):
