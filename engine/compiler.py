@@ -178,6 +178,7 @@ class CompiledEndpoint:
     fingerprint: str = ""  # digest of the rows it was compiled from
     signature: tuple[Any, ...] = ()  # placeholder and column types PostgreSQL reported
     client_values: bool = True  # binds values the client sends (path, query, body, header)
+    param_names: tuple[tuple[str, str], ...] = ()  # (name, in) of $1..$n, to name a bad one
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -345,6 +346,7 @@ class Compiler:
             fingerprint=inputs.fingerprint,
             signature=_signature(stmt),
             client_values=any(p.source in CLIENT_SOURCES for p in spec.params),
+            param_names=tuple((p.name, p.source) for p in spec.params),
             warnings=tuple(warnings),
         )
 

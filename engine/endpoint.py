@@ -414,6 +414,7 @@ async def _write(
         rows=paged or ep.spec.result.shape != "none",
         guard=guard,
         client_values=ep.client_values,
+        params=ep.param_names,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -24,8 +25,8 @@ _INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson writes as a JSON integer
 
 
 def _decimal(value: Decimal) -> Any:
-    if not value.is_finite():
-        return None  # JSON has no NaN or Infinity; orjson writes such floats as null too
+    if not value.is_finite():  # JSON has no NaN or Infinity: spelled out, as PostgreSQL does
+        return NON_FINITE["NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")]
     if (
         value == value.to_integral_value()
         and isinstance(value.as_tuple().exponent, int)
@@ -39,10 +40,11 @@ def _decimal(value: Decimal) -> Any:
 
 
 def _default(value: Any) -> Any:
+    # most frequent first: numeric and uuid columns come here for every value
     if isinstance(value, Decimal):
         return _decimal(value)
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
+    if isinstance(value, UUID):
+        return str(value)
     if isinstance(
         value,
         ipaddress.IPv4Address
@@ -51,14 +53,108 @@ def _default(value: Any) -> Any:
         | ipaddress.IPv6Network,
     ):
         return str(value)
-    if isinstance(value, set | frozenset | tuple):
+    if isinstance(value, set | frozenset | tuple):  # also point, lseg, box, circle, line
         return list(value)
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
+    if hasattr(value, "lower_inc"):  # a range (the driver's Range)
+        return _range(value)
+    if hasattr(value, "is_closed"):  # path and polygon (a polygon is always closed)
+        points = [list(p) for p in value.points]
+        if type(value).__name__ == "Polygon":
+            return points
+        return {"closed": value.is_closed, "points": points}
+    if hasattr(value, "as_string"):  # bit and varbit
+        return value.as_string()
+    if isinstance(value, dt.timedelta):
+        return interval_iso(0, value.days, value.seconds * 1_000_000 + value.microseconds)
+    if isinstance(value, dt.time):  # a time with an offset (orjson refuses those)
+        return value.isoformat()
     items = getattr(value, "items", None)
     if callable(items):  # a composite value (the driver's record type): an object
         return dict(items())
     return str(value)
+
+
+def _range(value: Any) -> dict[str, Any]:
+    if value.isempty:
+        return {"lower": None, "upper": None, "bounds": "empty"}
+    bounds = ("[" if value.lower_inc else "(") + ("]" if value.upper_inc else ")")
+    return {"lower": value.lower, "upper": value.upper, "bounds": bounds}
+
+
+class PgText(str):
+    """A value answered as PostgreSQL writes it (infinity, years beyond 9999, BC, NaN).
+
+    A plain JSON string to orjson; CSV writes it as is (never formula-escaped: the
+    engine spells these, not the data).
+    """
+
+    __slots__ = ()
+
+
+NON_FINITE = {k: PgText(k) for k in ("NaN", "Infinity", "-Infinity", "infinity", "-infinity")}
+
+_US_PER_DAY = 86_400_000_000
+_CYCLE_DAYS = 146_097  # days in 400 Gregorian years: the calendar repeats
+_PG_EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's day 0 and microsecond 0
+_PG_EPOCH_ORDINAL = _PG_EPOCH.toordinal()
+
+
+def _year_text(year: int) -> tuple[str, str]:
+    """(year digits, era suffix) as PostgreSQL writes an astronomical year (0 is 1 BC)."""
+    return (f"{year:04d}", "") if year > 0 else (f"{1 - year:04d}", " BC")
+
+
+def date_text(days: int) -> str:
+    """PostgreSQL's ISO text of a date given as days since 2000-01-01 (any year)."""
+    cycles, rest = divmod(days, _CYCLE_DAYS)
+    d = dt.date.fromordinal(_PG_EPOCH_ORDINAL + rest)
+    year, era = _year_text(d.year + 400 * cycles)
+    return PgText(f"{year}-{d.month:02d}-{d.day:02d}{era}")
+
+
+def timestamp_text(us: int, utc: bool) -> str:
+    """PostgreSQL's ISO text (in UTC) of a timestamp given as microseconds since 2000."""
+    days, us_of_day = divmod(us, _US_PER_DAY)
+    cycles, rest = divmod(days, _CYCLE_DAYS)
+    d = dt.date.fromordinal(_PG_EPOCH_ORDINAL + rest)
+    year, era = _year_text(d.year + 400 * cycles)
+    seconds, fraction = divmod(us_of_day, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    clock = f"{minutes // 60:02d}:{minutes % 60:02d}:{second:02d}"
+    if fraction:
+        clock += f".{fraction:06d}".rstrip("0")
+    return PgText(f"{year}-{d.month:02d}-{d.day:02d} {clock}{'+00' if utc else ''}{era}")
+
+
+def interval_iso(months: int, days: int, us: int) -> str:
+    """An interval as an ISO 8601 duration, exactly as PostgreSQL's ``iso_8601`` style."""
+    year, month = int(months / 12), months - 12 * int(months / 12)  # C truncation
+    hours, rest = _trunc_divmod(us, 3_600_000_000)
+    minutes, rest = _trunc_divmod(rest, 60_000_000)
+    seconds, fraction = _trunc_divmod(rest, 1_000_000)
+    if not (months or days or us):
+        return "PT0S"
+    out = "P" + _part(year, "Y") + _part(month, "M") + _part(days, "D")
+    if hours or minutes or seconds or fraction:
+        out += "T" + _part(hours, "H") + _part(minutes, "M")
+    if seconds or fraction:
+        sign = "-" if seconds < 0 or fraction < 0 else ""
+        text = str(abs(seconds))
+        if fraction:
+            text += f".{abs(fraction):06d}".rstrip("0")
+        out += f"{sign}{text}S"
+    return out
+
+
+def _trunc_divmod(n: int, d: int) -> tuple[int, int]:
+    q = abs(n) // d * (1 if n >= 0 else -1)
+    return q, n - q * d
+
+
+def _part(n: int, unit: str) -> str:
+    return f"{n}{unit}" if n else ""
 
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY

@@ -42,7 +42,7 @@ from engine.catalog import CompiledEndpoint
 from engine.database import RETRY_AFTER_S, release, translate
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_headers, safe_query
 from engine.errors import ApiError, ErrorCatalog, parse_accept_language, problem_body
-from engine.shaping import encode
+from engine.shaping import PgText, encode
 
 log = logging.getLogger("engine.streaming")
 
@@ -306,7 +306,8 @@ def _csv_cell(value: Any, escape_formulas: bool) -> Any:
     if value is None:
         return ""
     if isinstance(value, str):
-        if escape_formulas and value.startswith(_FORMULA_START):
+        # the engine's own spellings (-infinity, -Infinity) are values, not formulas
+        if escape_formulas and value.startswith(_FORMULA_START) and type(value) is not PgText:
             return "'" + value
         return value
     if isinstance(value, float) and not math.isfinite(value):

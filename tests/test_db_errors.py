@@ -124,9 +124,11 @@ def _problem(response, status: int, code: str) -> dict:
 def test_unique_violation_is_409(widgets, client):
     client.wait_for("POST", "/widgets", 201, json={"id": 2, "name": "second", "size": 2})
     again = client.post("/widgets", json={"id": 3, "name": "second", "size": 2})
-    _problem(again, 409, "DUPLICATE_RESOURCE")
+    body = _problem(again, 409, "DUPLICATE_RESOURCE")
+    assert body["errors"] == [{"fields": ["name"], "message": "must be unique"}]
+    assert body["detail"] == "A resource with the same name already exists"
     same_key = client.post("/widgets", json={"id": 2, "name": "other", "size": 2})
-    _problem(same_key, 409, "DUPLICATE_RESOURCE")
+    assert _problem(same_key, 409, "DUPLICATE_RESOURCE")["errors"][0]["fields"] == ["id"]
 
 
 def test_foreign_key_violation_is_422_on_insert_and_409_on_delete(widgets, client):
@@ -138,12 +140,19 @@ def test_foreign_key_violation_is_422_on_insert_and_409_on_delete(widgets, clien
 
 def test_not_null_and_check_violations_are_422(widgets, client):
     client.wait_for("POST", "/widgets", 201, json={"id": 5, "name": "five", "size": 5})
-    _problem(client.post("/widgets", json={"id": 6, "size": 1}), 422, "CONSTRAINT_VIOLATION")
-    _problem(
+    missing = _problem(
+        client.post("/widgets", json={"id": 6, "size": 1}), 422, "CONSTRAINT_VIOLATION"
+    )
+    assert missing["errors"] == [{"field": "name", "message": "must not be null"}]
+    check = _problem(
         client.post("/widgets", json={"id": 7, "name": "neg", "size": -1}),
         422,
         "CONSTRAINT_VIOLATION",
     )
+    # the constraint is named without the table's name (widgets_size_check)
+    assert check["errors"] == [
+        {"constraint": "size_check", "fields": ["size"], "message": "violates the check"}
+    ]
     assert widgets.fetchval("SELECT count(*) FROM widgets") == 2
 
 
