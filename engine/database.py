@@ -37,10 +37,6 @@ STATEMENT_CACHE_SIZE = 1024
 ACQUIRE_TIMEOUT_S = 10.0
 
 
-def _json_encode(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 # Date/time and float codecs: the driver's own decoders map ±infinity to date.max/min
 # (lossy), refuse years beyond 9999 and BC (ValueError/OverflowError), refuse time
 # '24:00:00', drop interval months and map NaN to a float JSON cannot hold. Measured
@@ -181,17 +177,37 @@ def _float_encoder(pack: Callable[[float], bytes]) -> Callable[[Any], bytes]:
     return lambda value: pack(float(value))
 
 
+_JSONB_VERSION = b"\x01"  # jsonb's binary form: a version byte, then the JSON text
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(memoryview(data)[1:])
+
+
+def _decode_mac(data: bytes) -> str:
+    return data.hex(":")
+
+
+def _encode_mac(value: Any) -> bytes:
+    return bytes.fromhex(str(value).replace(":", "").replace("-", "").replace(".", ""))
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Codecs for every pooled connection (see the type table in the README).
 
     json/jsonb as Python values via orjson; the date/time types and floats decoded
     so that every value answers by a documented rule.
     """
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=_json_encode, decoder=orjson.loads, format="text"
-        )
+    # binary, not text: a text-format codec cannot be decoded inside a record or range
     codecs: tuple[tuple[str, Callable[..., Any], Callable[..., Any], str], ...] = (
+        ("jsonb", _encode_jsonb, _decode_jsonb, "binary"),
+        ("json", orjson.dumps, orjson.loads, "binary"),
+        ("macaddr", _encode_mac, _decode_mac, "binary"),
+        ("macaddr8", _encode_mac, _decode_mac, "binary"),
         ("timestamptz", partial(_encode_timestamp, utc=True), _decode_timestamptz, "tuple"),
         ("timestamp", partial(_encode_timestamp, utc=False), _decode_timestamp, "tuple"),
         ("date", _encode_date_tuple, _decode_date_tuple, "tuple"),

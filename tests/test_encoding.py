@@ -132,7 +132,8 @@ CREATE TYPE enc_pair AS (n int, d date, t timetz, f float8);
 
 # Types the driver reads only as text: inside an anonymous record it hands over their
 # binary bytes as text (or fails). Not fixed yet: cast them to text inside a ROW().
-RECORD_GAPS = ("macaddr", "macaddr8", "money", "tsvector", "tsquery", "jsonb", "hstore")
+# text-only in asyncpg, so not decodable inside a record: documented in the README
+RECORD_GAPS = ("money", "tsvector", "tsquery", "hstore")
 
 
 def _variants() -> list[Any]:
