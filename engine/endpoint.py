@@ -328,6 +328,16 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
     assert paginate is not None
     errors = []
     limit, offset = paginate.limit, 0
+    for name in ("limit", "offset"):
+        given = len(request.query_params.getlist(name))
+        if given > 1:  # never silently the last one
+            errors.append(
+                {
+                    "parameter": name,
+                    "in": "query",
+                    "message": f"{name} must be given once, not {given} times",
+                }
+            )
     raw_limit = request.query_params.get("limit")
     raw_offset = request.query_params.get("offset")
     if raw_limit is not None:

@@ -333,6 +333,7 @@ def test_pagination(db: DB, make_client: Maker) -> None:
         ({"limit": 0}, "limit"),
         ({"limit": "two"}, "limit"),
         ({"offset": -1}, "offset"),
+        ({"offset": [1, 2]}, "offset"),  # a repeated scalar is never silently the last one
     ):
         body = assert_problem(client.get("/s/pages", params=params), 400, "INVALID_PARAMETER")
         assert error_for(body, "parameter", bad)["in"] == "query"

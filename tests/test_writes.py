@@ -39,7 +39,9 @@ def ledger(db: DB) -> DB:
         db,
         "/w/loans",
         "POST",
-        "INSERT INTO w_ledger (token, due) VALUES ($1, current_date + $2::int) RETURNING id, due",
+        # money inside a record is one value the driver cannot decode (README, "Limits")
+        "INSERT INTO w_ledger (token, due) VALUES ($1, current_date + $2::int) "
+        "RETURNING id, CASE WHEN $2 > 1000 THEN ROW(12.5::money, 'x') END AS odd",
         [*BODY, {"name": "days", "in": "body", "type": "integer", "required": True}],
         {"shape": "object", "status": 201},
     )
@@ -50,7 +52,7 @@ def test_a_result_that_cannot_be_answered_rolls_the_write_back(
     ledger: DB, make_client: Callable[..., EngineClient]
 ) -> None:
     client = serve(make_client)
-    response = client.post("/w/loans", json={"token": "far", "days": 99999999})
+    response = client.post("/w/loans", json={"token": "far", "days": 5000})
     assert_problem(response, 500, "INTERNAL_ERROR")
     assert "nothing was written" in response.json()["detail"]
     assert ledger.fetchval("SELECT count(*) FROM w_ledger") == 0
