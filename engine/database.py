@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import re
-import struct
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
-import orjson
 from asyncpg.exceptions._base import DataError as ArgumentError
 from asyncpg.exceptions._base import InternalClientError
 
+from engine import pgcodecs
 from engine.errors import ApiError
 from engine.settings import Settings
-from engine.shaping import NON_FINITE, date_text, interval_iso, timestamp_text
 
 log = logging.getLogger("engine.database")
 
@@ -37,190 +33,9 @@ STATEMENT_CACHE_SIZE = 1024
 ACQUIRE_TIMEOUT_S = 10.0
 
 
-# Date/time and float codecs: the driver's own decoders map ±infinity to date.max/min
-# (lossy), refuse years beyond 9999 and BC (ValueError/OverflowError), refuse time
-# '24:00:00', drop interval months and map NaN to a float JSON cannot hold. Measured
-# (1,000 rows): the tuple codecs decode timestamp/timestamptz ~10% faster than the
-# driver's, date ~25% slower (a text codec would be as fast, but cannot sit inside a
-# daterange: no text codecs, as ranges and composites cannot hold text-format elements).
-_I32_MAX, _I32_MIN = 2**31 - 1, -(2**31)
-_I64_MAX, _I64_MIN = 2**63 - 1, -(2**63)
-_EPOCH = dt.datetime(2000, 1, 1)
-_EPOCH_UTC = _EPOCH.replace(tzinfo=dt.UTC)
-_EPOCH_ORDINAL = _EPOCH.toordinal()
-_US = dt.timedelta(microseconds=1)
-_TD = dt.timedelta
-_INFINITIES = {"infinity": 1, "-infinity": -1}
-_F8 = struct.Struct("!d")
-_F4 = struct.Struct("!f")
-
-
-def _special_time(us: int, utc: bool) -> str:
-    if us == _I64_MAX:
-        return NON_FINITE["infinity"]
-    if us == _I64_MIN:
-        return NON_FINITE["-infinity"]
-    return timestamp_text(us, utc)
-
-
-def _decode_timestamptz(t: tuple[int], _e: dt.datetime = _EPOCH_UTC, _td: Any = _TD) -> Any:
-    try:
-        return _e + _td(0, 0, t[0])
-    except OverflowError:
-        return _special_time(t[0], True)
-
-
-def _decode_timestamp(t: tuple[int], _e: dt.datetime = _EPOCH, _td: Any = _TD) -> Any:
-    try:
-        return _e + _td(0, 0, t[0])
-    except OverflowError:
-        return _special_time(t[0], False)
-
-
-def _encode_timestamp(value: Any, utc: bool) -> tuple[int]:
-    if isinstance(value, str):
-        sign = _INFINITIES.get(value.strip().lower())
-        if sign is None:
-            value = dt.datetime.fromisoformat(value)
-        else:
-            return (_I64_MAX if sign > 0 else _I64_MIN,)
-    if utc:
-        value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return ((value - _EPOCH_UTC) // _US,)
-    if value.tzinfo:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return ((value - _EPOCH) // _US,)
-
-
-def _decode_date_tuple(t: tuple[int], _date: Any = dt.date.fromordinal) -> Any:
-    try:
-        return _date(_EPOCH_ORDINAL + t[0])
-    except (ValueError, OverflowError):
-        days = t[0]
-        if days == _I32_MAX:
-            return NON_FINITE["infinity"]
-        if days == _I32_MIN:
-            return NON_FINITE["-infinity"]
-        return date_text(days)
-
-
-def _encode_date_tuple(value: Any) -> tuple[int]:
-    if isinstance(value, str):
-        sign = _INFINITIES.get(value.strip().lower())
-        if sign is not None:
-            return (_I32_MAX if sign > 0 else _I32_MIN,)
-        value = dt.date.fromisoformat(value)
-    return (value.toordinal() - _EPOCH_ORDINAL,)
-
-
-def _decode_interval(t: tuple[int, int, int]) -> str:
-    months, days, us = t
-    if us == _I64_MAX and months == _I32_MAX:
-        return NON_FINITE["infinity"]
-    if us == _I64_MIN and months == _I32_MIN:
-        return NON_FINITE["-infinity"]
-    return interval_iso(months, days, us)
-
-
-def _encode_interval(value: dt.timedelta) -> tuple[int, int, int]:
-    return (0, value.days, value.seconds * 1_000_000 + value.microseconds)
-
-
-def _clock(us: int) -> str:
-    seconds, fraction = divmod(us, 1_000_000)
-    minutes, second = divmod(seconds, 60)
-    text = f"{minutes // 60:02d}:{minutes % 60:02d}:{second:02d}"
-    return text + f".{fraction:06d}".rstrip("0") if fraction else text
-
-
-def _decode_time(t: tuple[int]) -> str:
-    return _clock(t[0])
-
-
-def _decode_timetz(t: tuple[int, int]) -> str:
-    east = -t[1]  # PostgreSQL keeps the offset in seconds west of UTC
-    minutes, second = divmod(abs(east), 60)
-    offset = f"{'-' if east < 0 else '+'}{minutes // 60:02d}"
-    if minutes % 60 or second:
-        offset += f":{minutes % 60:02d}" + (f":{second:02d}" if second else "")
-    return _clock(t[0]) + offset
-
-
-def _time_us(value: dt.time) -> int:
-    return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
-
-
-def _encode_time(value: Any) -> tuple[int]:
-    if isinstance(value, str):
-        value = dt.time.fromisoformat(value)
-    return (_time_us(value),)
-
-
-def _encode_timetz(value: Any) -> tuple[int, int]:
-    if isinstance(value, str):
-        value = dt.time.fromisoformat(value)
-    offset = value.utcoffset()
-    return (_time_us(value), -int(offset.total_seconds()) if offset else 0)
-
-
-def _float_decoder(unpack: Callable[[bytes], tuple[float]]) -> Callable[[bytes], Any]:
-    def decode(data: bytes) -> Any:
-        (value,) = unpack(data)
-        if value - value == 0:  # finite (NaN and ±Infinity give NaN)
-            return value
-        return NON_FINITE["NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")]
-
-    return decode
-
-
-def _float_encoder(pack: Callable[[float], bytes]) -> Callable[[Any], bytes]:
-    return lambda value: pack(float(value))
-
-
-_JSONB_VERSION = b"\x01"  # jsonb's binary form: a version byte, then the JSON text
-
-
-def _encode_jsonb(value: Any) -> bytes:
-    return _JSONB_VERSION + orjson.dumps(value)
-
-
-def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(memoryview(data)[1:])
-
-
-def _decode_mac(data: bytes) -> str:
-    return data.hex(":")
-
-
-def _encode_mac(value: Any) -> bytes:
-    return bytes.fromhex(str(value).replace(":", "").replace("-", "").replace(".", ""))
-
-
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Codecs for every pooled connection (see the type table in the README).
-
-    json/jsonb as Python values via orjson; the date/time types and floats decoded
-    so that every value answers by a documented rule.
-    """
-    # binary, not text: a text-format codec cannot be decoded inside a record or range
-    codecs: tuple[tuple[str, Callable[..., Any], Callable[..., Any], str], ...] = (
-        ("jsonb", _encode_jsonb, _decode_jsonb, "binary"),
-        ("json", orjson.dumps, orjson.loads, "binary"),
-        ("macaddr", _encode_mac, _decode_mac, "binary"),
-        ("macaddr8", _encode_mac, _decode_mac, "binary"),
-        ("timestamptz", partial(_encode_timestamp, utc=True), _decode_timestamptz, "tuple"),
-        ("timestamp", partial(_encode_timestamp, utc=False), _decode_timestamp, "tuple"),
-        ("date", _encode_date_tuple, _decode_date_tuple, "tuple"),
-        ("interval", _encode_interval, _decode_interval, "tuple"),
-        ("time", _encode_time, _decode_time, "tuple"),  # '24:00:00' fits no Python time
-        ("timetz", _encode_timetz, _decode_timetz, "tuple"),
-        ("float8", _float_encoder(_F8.pack), _float_decoder(_F8.unpack), "binary"),
-        ("float4", _float_encoder(_F4.pack), _float_decoder(_F4.unpack), "binary"),
-    )
-    for name, encoder, decoder, fmt in codecs:
-        await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=encoder, decoder=decoder, format=fmt
-        )
+    """Codecs for every pooled connection (engine/pgcodecs.py; the README's type table)."""
+    await pgcodecs.register(conn)
 
 
 def _server_settings(settings: Settings, *, read_only: bool, name: str) -> dict[str, str]:
