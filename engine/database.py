@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -119,7 +120,8 @@ async def run_statement(
         status = await conn.execute(sql, *args, timeout=timeout_s)
         return [], affected_rows(status)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise translate(exc, operation, known_codes, client_values=client_values) from exc
+        blame = _client_may_cause(exc, args, client_values)
+        raise translate(exc, operation, known_codes, client_values=blame) from exc
     except InternalClientError as exc:
         # the driver lost track of the connection (e.g. its backend was terminated
         # while idle): never reuse it
@@ -179,9 +181,8 @@ async def run_write(
             if isinstance(exc, InternalClientError):
                 _drop(conn)  # the driver lost track of the connection: never reuse it
             if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
-                error = translate(
-                    exc, operation, known_codes, client_values=client_values, params=params
-                )
+                blame = _client_may_cause(exc, args, client_values)
+                error = translate(exc, operation, known_codes, client_values=blame, params=params)
                 if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
                     await _explain_violation(conn, exc, error)
                 raise error from exc
@@ -242,6 +243,22 @@ async def _explain_violation(
         error.errors = [
             {"constraint": name, "fields": list(columns), "message": "violates the check"}
         ]
+
+
+def _client_may_cause(exc: BaseException, args: Sequence[Any], client_values: bool) -> bool:
+    """Whether a data exception may come from a value the client sent.
+
+    A division by zero can only be the client's when one of the bound values is zero;
+    otherwise the template divides by something of its own.
+    """
+    if not client_values:
+        return False
+    if getattr(exc, "sqlstate", None) == "22012":
+        return any(
+            isinstance(v, int | float | Decimal) and not isinstance(v, bool) and v == 0
+            for v in args
+        )
+    return True
 
 
 def _drop(conn: asyncpg.Connection) -> None:

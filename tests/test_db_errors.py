@@ -184,7 +184,7 @@ def test_row_statement_timeout_is_504(widgets, client):
     [
         ("23505", 409, "DUPLICATE_RESOURCE"),
         ("23514", 422, "CONSTRAINT_VIOLATION"),
-        ("22012", 400, "INVALID_VALUE"),  # the template binds client values: maybe theirs
+        ("22012", 500, "TEMPLATE_ERROR"),  # no bound value is zero: the template divided
         ("22003", 400, "INVALID_VALUE"),
         ("57014", 504, "STATEMENT_TIMEOUT"),
         ("40001", 503, "TRANSACTION_CONFLICT"),
@@ -203,8 +203,18 @@ def test_each_sqlstate_maps_to_its_code(widgets, client, state, status, code):
 
 def test_a_data_error_of_the_templates_own_is_template_error_not_the_clients(db, client):
     add_endpoint(db, "/own-ratio", "GET", "SELECT count(*) / 0 AS r FROM pg_class", [])
+    add_endpoint(
+        db,
+        "/ratio",
+        "GET",
+        "SELECT $1::int / (count(*) - count(*)) AS r FROM pg_class",
+        [{"name": "n", "in": "query", "type": "integer", "required": True}],
+        {"shape": "scalar"},
+    )
     response = client.wait_for("GET", "/own-ratio", 500)
     _problem(response, 500, "TEMPLATE_ERROR")
+    # a client value is bound, but none is zero: the template divided by its own zero
+    _problem(client.get("/ratio", params={"n": 5}), 500, "TEMPLATE_ERROR")
 
 
 def test_a_read_only_session_asked_to_write_is_read_only_violation(db, client):
