@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
+import orjson
 from asyncpg.exceptions._base import DataError as ArgumentError
 from asyncpg.exceptions._base import InternalClientError
 
@@ -108,6 +109,7 @@ async def run_statement(
     known_codes: Container[str],
     rows: bool = True,
     client_values: bool = True,
+    params: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[asyncpg.Record], int | None]:
     """Run one statement; (rows, affected count) or an ApiError. The only place we execute."""
     try:
@@ -120,7 +122,7 @@ async def run_statement(
         status = await conn.execute(sql, *args, timeout=timeout_s)
         return [], affected_rows(status)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        blame = _client_may_cause(exc, args, client_values)
+        blame = _client_may_cause(exc, args, client_values, params)
         raise translate(exc, operation, known_codes, client_values=blame) from exc
     except InternalClientError as exc:
         # the driver lost track of the connection (e.g. its backend was terminated
@@ -181,12 +183,13 @@ async def run_write(
             if isinstance(exc, InternalClientError):
                 _drop(conn)  # the driver lost track of the connection: never reuse it
             if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
-                blame = _client_may_cause(exc, args, client_values)
+                blame = _client_may_cause(exc, args, client_values, params)
                 error = translate(exc, operation, known_codes, client_values=blame, params=params)
                 if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
                     await _explain_violation(conn, exc, error)
                 raise error from exc
-            if isinstance(exc, ValueError | OverflowError):  # the driver could not decode a value
+            if isinstance(exc, ValueError | OverflowError | orjson.JSONEncodeError):
+                # the driver could not decode a value, or the answer could not be encoded
                 raise ApiError(
                     "INTERNAL_ERROR",
                     "The result could not be answered; nothing was written",
@@ -236,27 +239,33 @@ async def _explain_violation(
         error.detail = f"A resource with the same {', '.join(columns)} already exists"
         error.errors = [{"fields": list(columns), "message": "must be unique"}]
     elif exc.sqlstate == "23514":
-        # generated names start with the table's ("loans_days_check"): say only the rest
-        prefix = table + "_"
-        name = constraint[len(prefix) :] if table and constraint.startswith(prefix) else constraint
+        # generated names begin with a table's name ("loans_days_check", also on a partition
+        # or after a rename): name such a check by its columns, never by the table
+        name = constraint
+        if constraint.endswith("_check") and columns:
+            name = "_".join(columns) + "_check"
         error.detail = f"The data violates the check {name}"
         error.errors = [
             {"constraint": name, "fields": list(columns), "message": "violates the check"}
         ]
 
 
-def _client_may_cause(exc: BaseException, args: Sequence[Any], client_values: bool) -> bool:
+def _client_may_cause(
+    exc: BaseException, args: Sequence[Any], client_values: bool, params: Sequence[Any]
+) -> bool:
     """Whether a data exception may come from a value the client sent.
 
-    A division by zero can only be the client's when one of the bound values is zero;
-    otherwise the template divides by something of its own.
+    A division by zero can only be the client's when one of the bound values is zero
+    (the template's own, not the pagination values appended after them); otherwise the
+    template divides by something of its own.
     """
     if not client_values:
         return False
     if getattr(exc, "sqlstate", None) == "22012":
+        bound = args[: len(params)] if params else args
         return any(
             isinstance(v, int | float | Decimal) and not isinstance(v, bool) and v == 0
-            for v in args
+            for v in bound
         )
     return True
 

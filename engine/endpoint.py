@@ -165,7 +165,7 @@ async def handle(services: Services, request: Request) -> Response:
         if spec.is_read:
             shaped = await _execute(services, catalog, ep, args, page)
             return _answer(_render(ep, shaped, request_id), request, headers)
-        guard = _idempotency(services, ep, request, principal, state)
+        guard = _idempotency(services, ep, request, principal, state, args)
         rendered = await _write(services, catalog, ep, args, page, request_id, guard)
         if ep.invalidates and not rendered.replayed:
             services.cache.invalidate(ep.invalidates)
@@ -382,6 +382,7 @@ async def _execute(
         "operation": spec.operation,
         "known_codes": catalog.errors,
         "client_values": ep.client_values,
+        "params": ep.param_names,
     }
     if page is not None and ep.page_sql is not None:
         rows, _ = await run_statement(pool, ep.page_sql, args, **common)
@@ -434,17 +435,29 @@ def _idempotency(
     request: Request,
     principal: Principal | None,
     state: dict[str, Any],
+    args: list[Any],
 ) -> IdempotencyGuard | None:
     """The Idempotency-Key guard of a write, when the client sent the header."""
     header = request.headers.get(IDEMPOTENCY_HEADER)
     if header is None:
         return None
+    if principal is None:  # keyed by the caller: an address is shared (NAT, proxies)
+        raise ApiError(
+            "INVALID_PARAMETER",
+            "Idempotency-Key needs an authenticated caller (a bearer token or an API key)",
+            errors=[{"parameter": "Idempotency-Key", "in": "header", "message": "needs auth"}],
+        )
     return IdempotencyGuard.for_request(
         header,
-        principal=_caller(services, request, principal),
+        principal=principal.identity,
         endpoint_id=ep.spec.id,
+        # the request as sent and every value bound from it (headers and claims included)
         fingerprint=request_fingerprint(
-            request.method, request.url.path, request.url.query, state.get("raw", b"")
+            request.method,
+            request.url.path,
+            request.url.query,
+            state.get("raw", b""),
+            encode(args),
         ),
         ttl_s=services.settings.idempotency_ttl_s,
     )

@@ -2,10 +2,12 @@
 
 The semantics of the IETF httpapi draft "The Idempotency-Key HTTP Header
 Field": a non-GET request carrying the header stores its answer in the *same
-transaction* as its write, keyed by the caller, the endpoint and the key, for
+transaction* as its write, keyed by the caller (an authenticated one: an address is shared), the endpoint
+and the key, for
 ``ENGINE_IDEMPOTENCY_TTL_S``. Then:
 
-- the same key with the same request (method, path, query, body) replays the
+- the same key with the same request (method, path, query, body, and every value
+  bound from it, headers and claims included) replays the
   stored status, headers and body with ``Idempotent-Replayed: true``, without
   running the statement;
 - the same key with another request is 422 ``IDEMPOTENCY_KEY_REUSED``;
@@ -34,14 +36,13 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 PURGE_INTERVAL_S = 600.0
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, as an sf-string allows
 
+# the lock first, in a statement of its own: the lookup's snapshot must be taken after the
+# lock is held, or it could miss the answer of the request that held it just before
+LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2::int::text || chr(31) || $3, 7))"
 LOOKUP = """
-SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2::text || chr(31) || $3, 7))
-           AS locked,
-       k.request_fingerprint, k.status, k.headers, k.body, k.empty
-FROM (SELECT 1) AS one
-LEFT JOIN engine_idempotency_keys k
-       ON k.principal = $1 AND k.endpoint_mapping_id = $2 AND k.idempotency_key = $3
-      AND k.expires_at > now()
+SELECT request_fingerprint, status, headers, body, empty
+FROM engine_idempotency_keys
+WHERE principal = $1 AND endpoint_mapping_id = $2 AND idempotency_key = $3 AND expires_at > now()
 """
 STORE = """
 INSERT INTO engine_idempotency_keys
@@ -52,14 +53,15 @@ ON CONFLICT (principal, endpoint_mapping_id, idempotency_key) DO UPDATE
 SET request_fingerprint = EXCLUDED.request_fingerprint, status = EXCLUDED.status,
     headers = EXCLUDED.headers, body = EXCLUDED.body, empty = EXCLUDED.empty,
     created_at = now(), expires_at = EXCLUDED.expires_at
+WHERE engine_idempotency_keys.expires_at <= now()  -- never over a live answer
 """
 PURGE = "DELETE FROM engine_idempotency_keys WHERE expires_at <= now()"
 
 
-def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
-    """What makes two requests "the same request" for a key."""
+def request_fingerprint(method: str, path: str, query: str, body: bytes, bound: bytes) -> str:
+    """What makes two requests "the same request" for a key (``bound``: the bound values)."""
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode(), query.encode(), body):
+    for part in (method.encode(), path.encode(), query.encode(), body, bound):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
@@ -91,14 +93,14 @@ class IdempotencyGuard:
         return cls(key, principal, endpoint_id, fingerprint, ttl_s)
 
     async def before(self, conn: asyncpg.Connection) -> Rendered | None:
-        row = await conn.fetchrow(LOOKUP, self.principal, self.endpoint_id, self.key)
-        if not row["locked"]:
+        if not await conn.fetchval(LOCK, self.principal, self.endpoint_id, self.key):
             raise ApiError(
                 "IDEMPOTENCY_KEY_IN_USE",
                 "A request with this Idempotency-Key is still being processed; retry later",
                 headers={"Retry-After": "1"},
             )
-        if row["status"] is None:
+        row = await conn.fetchrow(LOOKUP, self.principal, self.endpoint_id, self.key)
+        if row is None:
             return None
         if row["request_fingerprint"] != self.fingerprint:
             raise ApiError(
@@ -110,7 +112,7 @@ class IdempotencyGuard:
         return Rendered(bytes(row["body"]), row["status"], headers, row["empty"], replayed=True)
 
     async def after(self, conn: asyncpg.Connection, result: Rendered) -> None:
-        await conn.execute(
+        status = await conn.execute(
             STORE,
             self.principal,
             self.endpoint_id,
@@ -122,6 +124,12 @@ class IdempotencyGuard:
             result.empty,
             float(self.ttl_s),
         )
+        if status.split()[-1] == "0":  # a live answer appeared meanwhile: do not write twice
+            raise ApiError(
+                "IDEMPOTENCY_KEY_IN_USE",
+                "A request with this Idempotency-Key has just been answered; retry to get it",
+                headers={"Retry-After": "1"},
+            )
 
 
 def _decode_headers(value: Any) -> dict[str, str]:

@@ -30,8 +30,15 @@ CHANNEL = "engine_keys"
 PREFIX = "ek"
 LAST_USED_FLUSH_S = 30.0
 
-LOAD_KEYS = """
-SELECT name, key_prefix, key_hash, roles, permissions, tenant_id, expires_at, revoked_at
+# instants clamped to what Python's datetime holds: 'infinity' is year 9999 (never),
+# '-infinity' and BC are year 1 (long past)
+_CLAMP = (
+    "CASE WHEN {0} IS NOT NULL THEN "  # GREATEST and LEAST skip NULLs: keep them NULL
+    "LEAST(GREATEST({0}, '0001-01-02 00:00:00+00'), '9999-12-31 00:00:00+00') END AS {0}"
+)
+LOAD_KEYS = f"""
+SELECT name, key_prefix, key_hash, roles, permissions, tenant_id,
+       {_CLAMP.format("expires_at")}, {_CLAMP.format("revoked_at")}
 FROM api_keys
 """
 INSERT_KEY = """
@@ -39,9 +46,9 @@ INSERT INTO api_keys (name, key_prefix, key_hash, roles, permissions, tenant_id,
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id
 """
-LIST_KEYS = """
-SELECT name, key_prefix, roles, permissions, tenant_id, expires_at, revoked_at, last_used_at,
-       created_at
+LIST_KEYS = f"""
+SELECT name, key_prefix, roles, permissions, tenant_id, {_CLAMP.format("expires_at")},
+       {_CLAMP.format("revoked_at")}, {_CLAMP.format("last_used_at")}, {_CLAMP.format("created_at")}
 FROM api_keys ORDER BY name
 """
 REVOKE_KEY = "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from typing import Any
 
@@ -174,7 +174,12 @@ def _encode_jsonb(value: Any) -> bytes:
 
 
 def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(memoryview(data)[1:])
+    try:
+        return orjson.loads(memoryview(data)[1:])
+    except orjson.JSONDecodeError:
+        # valid JSON that orjson cannot hold (1e400): answered as PostgreSQL wrote it
+        # (jsonb's text has no raw newline, so an NDJSON row stays one line)
+        return orjson.Fragment(data[1:])
 
 
 def _decode_mac(data: bytes) -> str:
@@ -296,7 +301,8 @@ def _money_codec(scale: int) -> tuple[Callable[[Any], bytes], Callable[[bytes], 
         return Decimal(_I64.unpack(data)[0]).scaleb(-scale)
 
     def encode(value: Any) -> bytes:
-        return _I64.pack(int((Decimal(str(value)) / unit).to_integral_value()))
+        # half away from zero, as PostgreSQL rounds '0.125'::money
+        return _I64.pack(int((Decimal(str(value)) / unit).to_integral_value(ROUND_HALF_UP)))
 
     return encode, decode
 

@@ -203,7 +203,7 @@ async def stream_response(
     except BaseException as exc:
         await export.given_back()
         if isinstance(exc, _DRIVER_ERRORS):
-            raise translate(exc, spec.operation, errors) from exc
+            raise translate(exc, spec.operation, errors, client_values=ep.client_values) from exc
         raise
 
     csv_mode = spec.result.stream_format == "csv"
@@ -263,7 +263,7 @@ def _report(
             database_error="export time limit",
         )
     elif isinstance(exc, _DRIVER_ERRORS):
-        error = translate(exc, spec.operation, errors)
+        error = translate(exc, spec.operation, errors, client_values=ep.client_values)
     else:
         error = ApiError("INTERNAL_ERROR", internal=internal)
     if error.schema_drift:  # no re-check from here: the stream is already answered

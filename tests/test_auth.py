@@ -512,6 +512,25 @@ def test_expired_api_keys_are_401(make_client: Maker, db_url: str, db: DB) -> No
     assert "expired" in lines["old"] and "expired" in lines["soon"]
 
 
+def test_keys_expiring_at_infinity_or_past_year_9999_never_expire(
+    make_client: Maker, db_url: str, db: DB
+) -> None:
+    forever = create_key(db_url, "forever", tenant_id=1)
+    far = create_key(db_url, "far", tenant_id=1)
+    gone = create_key(db_url, "gone", tenant_id=1)
+    db.execute("UPDATE api_keys SET expires_at = 'infinity' WHERE name = 'forever'")
+    db.execute("UPDATE api_keys SET expires_at = '12000-01-01' WHERE name = 'far'")
+    db.execute("UPDATE api_keys SET expires_at = '-infinity' WHERE name = 'gone'")
+    client = make_client()
+    for key in (forever, far):
+        assert camera_ids(client.get(CAMERAS, headers={"X-API-Key": key})) == active_cameras(db, 1)
+    assert_401(client.get(CAMERAS, headers={"X-API-Key": gone}))
+    listing = run_cli("keys", "list", url=db_url)
+    assert listing.returncode == 0, listing.stderr
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert "active" in lines["forever"] and "expired" in lines["gone"]
+
+
 def test_revoking_a_key_reaches_the_running_engine(client: EngineClient, db_url: str) -> None:
     doomed = cli_create_key(db_url, "doomed", "--tenant", "1")
     kept = cli_create_key(db_url, "kept", "--tenant", "1")

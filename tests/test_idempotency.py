@@ -17,15 +17,17 @@ from tests.pg import DB
 
 @pytest.fixture()
 def orders(db: DB) -> DB:
-    db.execute("CREATE TABLE i_orders (id serial PRIMARY KEY, item text NOT NULL)")
+    db.execute("CREATE TABLE i_orders (id serial PRIMARY KEY, item text NOT NULL, tenant int)")
     add_endpoint(
         db,
         "/i/orders",
         "POST",
-        "INSERT INTO i_orders (item) SELECT $1 FROM pg_sleep($2::float8) RETURNING id, item",
+        "INSERT INTO i_orders (item, tenant) SELECT $1, $3 FROM pg_sleep($2::float8) "
+        "RETURNING id, item",
         [
             {"name": "item", "in": "body", "type": "string", "required": True},
             {"name": "pause", "in": "body", "type": "number", "default": 0},
+            {"name": "tenant_id", "in": "auth", "type": "integer"},
         ],
         {"shape": "object", "status": 201},
         requires_auth=True,
@@ -56,6 +58,10 @@ def test_a_retry_with_the_same_key_replays_the_answer_without_writing_again(
     # without the header, every call writes
     assert client.post("/i/orders", json={"item": "tea"}, headers=client.auth()).status_code == 201
     assert count(orders) == 3
+    # the same caller and body, but another bound claim value: another request
+    other_tenant = {**client.auth(sub="ann", tenant=2), "Idempotency-Key": "order-1"}
+    reused = client.post("/i/orders", json={"item": "tea"}, headers=other_tenant)
+    assert_problem(reused, 422, "IDEMPOTENCY_KEY_REUSED")
 
 
 def test_the_same_key_with_another_request_is_refused(
@@ -71,6 +77,19 @@ def test_the_same_key_with_another_request_is_refused(
         "/i/orders", json={"item": "tea"}, headers={**client.auth(), "Idempotency-Key": "a b"}
     )
     assert_problem(bad, 400, "INVALID_PARAMETER")
+    add_endpoint(
+        orders,
+        "/i/anonymous",
+        "POST",
+        "INSERT INTO i_orders (item) VALUES ($1) RETURNING id",
+        [{"name": "item", "in": "body", "type": "string", "required": True}],
+        {"shape": "object", "status": 201},
+    )
+    anonymous = client.wait_for(
+        "POST", "/i/anonymous", 400, json={"item": "tea"}, headers={"Idempotency-Key": "anon-1"}
+    )
+    body = assert_problem(anonymous, 400, "INVALID_PARAMETER")
+    assert "authenticated caller" in body["detail"]
 
 
 def test_a_retry_while_the_first_is_running_is_409(

@@ -39,9 +39,11 @@ def ledger(db: DB) -> DB:
         db,
         "/w/loans",
         "POST",
-        # money inside a record is one value the driver cannot decode (README, "Limits")
+        # a json value nested deeper than the encoder goes (orjson: 254 levels) cannot be
+        # answered: the write must not stay
         "INSERT INTO w_ledger (token, due) VALUES ($1, current_date + $2::int) "
-        "RETURNING id, CASE WHEN $2 > 1000 THEN ROW(12.5::money, 'x') END AS odd",
+        "RETURNING id, CASE WHEN $2 > 1000 THEN (repeat('[', 300) || repeat(']', 300))::json "
+        "END AS odd",
         [*BODY, {"name": "days", "in": "body", "type": "integer", "required": True}],
         {"shape": "object", "status": 201},
     )
