@@ -162,6 +162,21 @@ def _float_decoder(unpack: Callable[[bytes], tuple[float]]) -> Callable[[bytes],
     return decode
 
 
+_decode_float4_raw = _float_decoder(_F4.unpack)
+
+
+def _decode_float4(data: bytes) -> Any:
+    """A real as PostgreSQL writes it: the shortest decimal that is the same float4
+    (0.1, not the double 0.10000000149011612)."""
+    value = _decode_float4_raw(data)
+    if isinstance(value, float):
+        for digits in range(6, 10):
+            shorter = float(f"{value:.{digits}g}")
+            if _F4.pack(shorter) == data:
+                return shorter
+    return value
+
+
 def _float_encoder(pack: Callable[[float], bytes]) -> Callable[[Any], bytes]:
     return lambda value: pack(float(value))
 
@@ -326,7 +341,7 @@ async def register(conn: asyncpg.Connection) -> None:
         ("time", _encode_time, _decode_time, "tuple"),  # '24:00:00' fits no Python time
         ("timetz", _encode_timetz, _decode_timetz, "tuple"),
         ("float8", _float_encoder(_F8.pack), _float_decoder(_F8.unpack), "binary"),
-        ("float4", _float_encoder(_F4.pack), _float_decoder(_F4.unpack), "binary"),
+        ("float4", _float_encoder(_F4.pack), _decode_float4, "binary"),
     )
     for name, encoder, decoder, fmt in codecs:
         await conn.set_type_codec(

@@ -38,6 +38,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("'Infinity'::numeric", "Infinity", "Infinity"),
     ("'-Infinity'::numeric", "-Infinity", "-Infinity"),
     ("1.5::float4", 1.5, "1.5"),
+    ("0.1::float4", 0.1, "0.1"),  # as PostgreSQL writes a real, not as a double
     ("0.1::float8", 0.1, "0.1"),
     ("'NaN'::float8", "NaN", "NaN"),
     ("'Infinity'::float4", "Infinity", "Infinity"),
