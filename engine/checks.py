@@ -1,6 +1,6 @@
 """The checks a row must pass to serve, and the warnings of rows that serve but look wrong.
 
-Pure: every fact about the database (column types, which functions are
+Pure: every fact about the database (returned columns, which functions are
 VOLATILE, which tables exist) is looked up by the compiler and handed in. An
 error raises :class:`SpecError` (the row does not serve); a warning is a
 string in the list returned (the row serves; ``engine check`` prints it).
@@ -16,12 +16,6 @@ from typing import Any
 from engine import sqltext
 from engine.errors import SpecError
 from engine.spec import EndpointSpec
-
-# result column types the encoder cannot turn into JSON yet: refused, with the cast to use.
-# Empty: every type encodes by the rule of the README's type table (engine/shaping.py,
-# the codecs of engine/database.py); a type that cannot goes here, e.g. {"timetz": "text"}.
-UNENCODABLE_TYPES: dict[str, str] = {}
-UNENCODABLE_KINDS: dict[str, str] = {}
 
 # sanitization_config keys the sanitizer reads (engine/validation.py)
 SANITIZATION_KEYS = frozenset(
@@ -74,18 +68,6 @@ def check_statement(spec: EndpointSpec, volatile_calls: Collection[str]) -> None
             "own LIMIT/OFFSET/FETCH, which would silently cut pages short; remove it (or drop "
             "paginate)"
         )
-
-
-def check_columns(spec: EndpointSpec, columns: Sequence[tuple[str, str, str]]) -> None:
-    """Refuse result columns the encoder cannot answer. ``columns``: (name, type, kind)."""
-    bad = []
-    for name, type_name, kind in columns:
-        cast = UNENCODABLE_TYPES.get(type_name) or UNENCODABLE_KINDS.get(kind)
-        if cast:
-            shown = type_name.lstrip("_") + ("[]" if type_name.startswith("_") else "")
-            bad.append(f"'{name}' ({shown}; cast it, e.g. {name}::{cast})")
-    if bad:
-        raise SpecError(f"result column(s) of a type the engine cannot encode: {', '.join(bad)}")
 
 
 def row_warnings(

@@ -3,7 +3,7 @@
 Everything that can be decided from the rows is decided here, once: the
 spec, the binder and its PostgreSQL types, the validators, the SQL (and its
 paginated form), the cache policy, the envelopes, and the checks of
-:mod:`engine.checks` with the facts they need (column types, VOLATILE
+:mod:`engine.checks` with the facts they need (returned columns, VOLATILE
 functions, which tables exist), looked up in batches and remembered for the
 whole load. A row that cannot work raises :class:`SpecError` with the reason.
 """
@@ -271,7 +271,7 @@ class Compiler:
             raise SpecError(f"the template does not prepare: {exc.sqlstate} {exc}") from None
         params = stmt.get_parameters()
         attributes = stmt.get_attributes()
-        await self._type_info([t.oid for t in params] + [a.type.oid for a in attributes])
+        await self._type_info([t.oid for t in params])
         pg_types = [self._pg_type(t) for t in params]
         type_problems = check_types(spec.params, pg_types)
         if type_problems:
@@ -285,9 +285,6 @@ class Compiler:
         ]
         volatile = {name for schema, name in calls if functions[(schema, name)]}
         checks.check_statement(spec, volatile)
-        checks.check_columns(
-            spec, [(a.name, a.type.name, self._kind(a.type.oid)) for a in attributes]
-        )
 
         page_sql = None
         if spec.result.paginate:
@@ -348,12 +345,6 @@ class Compiler:
             client_values=any(p.source in CLIENT_SOURCES for p in spec.params),
             param_names=tuple((p.name, p.source) for p in spec.params),
             warnings=tuple(warnings),
-        )
-
-    def _kind(self, oid: int) -> str:
-        typtype = self._types.get(oid, ("b", None))[0]
-        return {"r": "range", "m": "multirange", "c": "composite", "e": "enum"}.get(
-            typtype, "scalar"
         )
 
     def _pg_type(self, t: Any) -> PgType:

@@ -68,20 +68,6 @@ def test_a_volatile_function_is_fine_in_a_write() -> None:
     checks.check_statement(spec("SELECT bump($1)", "POST"), {"bump"})
 
 
-def test_unencodable_columns_are_refused_with_the_cast_to_use(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(checks.UNENCODABLE_TYPES, "timetz", "text")
-    with pytest.raises(SpecError, match=r"'t' \(timetz; cast it, e.g. t::text\)"):
-        checks.check_columns(spec(), [("t", "timetz", "scalar"), ("n", "int4", "scalar")])
-    checks.check_columns(spec(), [("n", "int4", "scalar"), ("a", "_text", "array")])
-
-
-def test_timetz_ranges_and_multiranges_now_encode() -> None:
-    columns = [("t", "timetz", "scalar"), ("a", "_timetz", "array"), ("r", "int4range", "range")]
-    checks.check_columns(spec(), [*columns, ("m", "int4multirange", "multirange")])
-
-
 def test_each_probably_wrong_row_gets_a_warning() -> None:
     params = [
         {"name": "q", "in": "query"},
