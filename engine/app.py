@@ -1,49 +1,37 @@
-"""Wiring: the Starlette application and its lifespan (pools, catalogue, keys, cache, listener)."""
+"""Wiring only: the Starlette application, its lifespan, and the jobs of one process.
+
+Each background job lives in the module that owns its work and has start/stop
+(see ``engine.jobs``); the request flow is ``engine.endpoint``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from engine import builtin, idempotency, keys
 from engine.auth import Authenticator, JwtConfig
-from engine.cache import ResponseCache, write_stats
+from engine.cache import CHANNEL as CACHE_CHANNEL
+from engine.cache import Publisher, ResponseCache, stats_job
 from engine.catalog import CHANNEL as CATALOG_CHANNEL
-from engine.catalog import DDL_PAYLOAD, Catalog, CatalogManager
+from engine.catalog import DDL_PAYLOAD, CatalogManager
+from engine.cors import Cors, CorsPolicy, catalog_methods
 from engine.database import Database
 from engine.endpoint import Dispatcher, Services
 from engine.errorlog import ErrorLogger
+from engine.jobs import Jobs, Spawner
 from engine.listener import Listener
 from engine.ratelimit import RateLimiter, parse_networks
 from engine.settings import Settings
 from engine.streaming import Streams
 
 log = logging.getLogger("engine")
-
-CACHE_CHANNEL = "engine_cache"
-
-
-class _Background:
-    """Small periodic and fire-and-forget tasks of one engine process."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: object, name: str) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        task.set_name(name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def stop(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def create_app(
@@ -63,111 +51,50 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.open(database_url, settings)
         cache = ResponseCache(default_max_entries=settings.cache_max_entries)
-        background = _Background()
-
-        def on_reload(previous: Catalog, catalog: Catalog) -> None:
-            # an endpoint compiled anew (its row or a row it depends on changed) may answer
-            # differently: drop its cached answers; the others keep theirs
-            for mid, ep in previous.serving.items():
-                if catalog.serving.get(mid) is not ep:
-                    cache.drop(mid)
-            for ep in catalog.endpoints:
-                if ep.cacheable:
-                    cache.configure(
-                        ep.spec.id,
-                        strategy=ep.cache.strategy,
-                        ttl_seconds=ep.cache.ttl_seconds,
-                        max_entries=ep.cache.max_entries,
-                        tables=ep.cache.tables,
-                    )
-            cache.retain(ep.spec.id for ep in catalog.endpoints if ep.cacheable)
-
+        key_store = keys.KeyStore()
+        spawned = Spawner()
         catalogs = CatalogManager(
             db,
             debounce_s=settings.reload_debounce_ms / 1000,
             default_timeout_ms=settings.statement_timeout_ms,
-            on_reload=on_reload,
+            on_reload=cache.follow,
         )
-        key_store = keys.KeyStore()
 
-        async def reload_keys() -> None:
-            try:
-                async with db.write.acquire(timeout=10) as conn:
-                    await key_store.load(conn)
-            except Exception as exc:  # keep the keys we have
-                log.error("could not reload API keys: %s", exc)
+        def reload_keys(_payload: str = "") -> None:
+            spawned.spawn(key_store.reload(db.write), "reload-keys")
 
         def on_reconnect() -> None:
             cache.clear()  # invalidations sent while we were away are lost
             catalogs.request_reload(DDL_PAYLOAD)  # so are schema changes: re-check every row
-            background.spawn(reload_keys(), "reload-keys")
+            reload_keys()
 
         listener = Listener(
             database_url,
             {
                 CATALOG_CHANNEL: catalogs.request_reload,
-                keys.CHANNEL: lambda _p: background.spawn(reload_keys(), "reload-keys"),
+                keys.CHANNEL: reload_keys,
                 CACHE_CHANNEL: lambda payload: cache.invalidate(payload.split(",")),
             },
             on_reconnect,
         )
-
-        pending: set[str] = set()
-        wake_notifier = asyncio.Event()
-
-        async def notifier() -> None:
-            """Tell the other processes which tables changed: one task, batched, off the request path."""
-            while True:
-                await wake_notifier.wait()
-                wake_notifier.clear()
-                tables = sorted(pending)
-                pending.clear()
-                try:
-                    async with db.write.acquire(timeout=10) as conn:
-                        await conn.execute(
-                            "SELECT pg_notify($1, $2)", CACHE_CHANNEL, ",".join(tables)
-                        )
-                except Exception as exc:
-                    log.warning("could not tell other processes to invalidate %s: %s", tables, exc)
-
-        def publish(tables: Iterable[str]) -> None:
-            pending.update(tables)
-            wake_notifier.set()
-
-        async def stats_loop() -> None:
-            while True:
-                await asyncio.sleep(settings.cache_stats_interval_s)
-                endpoints = {
-                    ep.spec.id: (ep.spec.path, ep.spec.method) for ep in catalogs.current.endpoints
-                }
-                try:
-                    async with db.write.acquire(timeout=10) as conn:
-                        await write_stats(cache, conn, endpoints)
-                except Exception as exc:
-                    log.warning("could not write cache figures: %s", exc)
-
-        async def purge_idempotency_keys() -> None:
-            while True:
-                await asyncio.sleep(idempotency.PURGE_INTERVAL_S)
-                try:
-                    async with db.write.acquire(timeout=10) as conn:
-                        purged = await idempotency.purge_expired(conn)
-                    if purged:
-                        log.info("purged %d expired idempotency key(s)", purged)
-                except Exception as exc:
-                    log.warning("could not purge expired idempotency keys: %s", exc)
-
+        publisher = Publisher(db.write)
         errorlog = ErrorLogger(db.write, settings.error_log_queue_size)
-        limiter = RateLimiter(settings.redis_url)
+        jobs = Jobs()
         try:
             await listener.start()  # listen first: no change is missed during the load
             await catalogs.start()
-            await reload_keys()
-            errorlog.start()
-            key_store.start(db.write)
-            background.spawn(stats_loop(), "cache-stats")
-            background.spawn(notifier(), "cache-notifier")
-            background.spawn(purge_idempotency_keys(), "idempotency-purge")
+            await key_store.reload(db.write)
+            for job in (
+                spawned,
+                errorlog,
+                publisher,
+                key_store.last_used_job(db.write),
+                stats_job(
+                    cache, db.write, catalogs.endpoint_routes, settings.cache_stats_interval_s
+                ),
+                idempotency.purge_job(db.write),
+            ):
+                jobs.start(job)
             app.state.loop = asyncio.get_running_loop()
             app.state.listener = listener
             app.state.services = Services(
@@ -177,7 +104,7 @@ def create_app(
                 authenticator=Authenticator(jwt_config, key_store),
                 errorlog=errorlog,
                 cache=cache,
-                limiter=limiter,
+                limiter=RateLimiter(settings.redis_url),
                 streams=Streams(
                     db.read,
                     concurrent=min(
@@ -186,19 +113,30 @@ def create_app(
                     max_seconds=settings.stream_max_seconds,
                 ),
                 trusted_proxies=trusted,
-                publish_invalidation=publish,
+                publish_invalidation=publisher.publish,
             )
             yield
         finally:
             await listener.stop()
             await catalogs.stop()
-            await background.stop()
-            await key_store.stop(db.write)
-            await errorlog.stop()
+            await jobs.stop()
             await db.close()
 
+    def methods_for(path: str) -> tuple[list[str], list[str]] | None:
+        if any(route.path_regex.match(path) for route in own_routes):
+            return ["GET", "HEAD", "OPTIONS"], []
+        return catalog_methods(app.state.services.catalogs.current, path)
+
+    own_routes = list(builtin.routes)
     app = Starlette(
-        routes=[*builtin.routes, Mount("/", app=Dispatcher(lambda: app.state.services))],
+        routes=[*own_routes, Mount("/", app=Dispatcher(lambda: app.state.services))],
+        middleware=[
+            Middleware(
+                Cors,
+                policy=CorsPolicy.parse(settings.cors_origins, settings.cors_max_age_s),
+                methods_for=methods_for,
+            )
+        ],
         lifespan=lifespan,
     )
     return app

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LFUCache, LRUCache, TTLCache
+
+from engine.jobs import Periodic
+
+log = logging.getLogger("engine.cache")
 
 DEFAULT_MAX_ENTRIES = 1000
 
@@ -230,6 +235,26 @@ class ResponseCache:
         self.invalidations += 1
         return dropped
 
+    def follow(self, previous: Any, catalog: Any) -> None:
+        """After a reload: drop the answers of endpoints compiled anew, configure the rest.
+
+        An endpoint compiled anew (its row or a row it depends on changed) may answer
+        differently; the others keep their answers.
+        """
+        for mid, ep in previous.serving.items():
+            if catalog.serving.get(mid) is not ep:
+                self.drop(mid)
+        for ep in catalog.endpoints:
+            if ep.cacheable:
+                self.configure(
+                    ep.spec.id,
+                    strategy=ep.cache.strategy,
+                    ttl_seconds=ep.cache.ttl_seconds,
+                    max_entries=ep.cache.max_entries,
+                    tables=ep.cache.tables,
+                )
+        self.retain(ep.spec.id for ep in catalog.endpoints if ep.cacheable)
+
     def clear(self) -> None:
         """Drop everything (after the listener reconnects, invalidations may be lost)."""
         self.epoch += 1
@@ -286,3 +311,58 @@ async def write_stats(
     if configs:
         await conn.executemany(STATS_CONFIG, configs)
     return len(metrics)
+
+
+CHANNEL = "engine_cache"
+
+
+class Publisher:
+    """Tells the other processes which tables a write changed: one task, batched, off the
+    request path (``NOTIFY engine_cache``; each process's listener invalidates)."""
+
+    name = "cache-invalidation-publisher"
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def publish(self, tables: Iterable[str]) -> None:
+        self._pending.update(tables)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            tables = sorted(self._pending)
+            self._pending.clear()
+            try:
+                async with self._pool.acquire(timeout=10) as conn:
+                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(tables))
+            except Exception as exc:
+                log.warning("could not tell other processes to invalidate %s: %s", tables, exc)
+
+
+def stats_job(
+    cache: ResponseCache,
+    pool: Any,
+    endpoints: Callable[[], Mapping[int, tuple[str, str]]],
+    interval_s: float,
+) -> Periodic:
+    """Write the cache's figures every ``interval_s``."""
+
+    async def work() -> None:
+        async with pool.acquire(timeout=10) as conn:
+            await write_stats(cache, conn, endpoints())
+
+    return Periodic("cache-stats", interval_s, work)

@@ -480,6 +480,10 @@ class CatalogManager:
                 log.warning("could not write api_endpoint_status: %s", exc)
         return catalog
 
+    def endpoint_routes(self) -> dict[int, tuple[str, str]]:
+        """mapping id -> (path, method) of every serving endpoint."""
+        return {ep.spec.id: (ep.spec.path, ep.spec.method) for ep in self.current.endpoints}
+
     def request_reload(self, payload: str = "") -> None:
         if payload == DDL_PAYLOAD:
             self._recheck_all = True

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,6 +26,7 @@ from asyncpg.exceptions._base import InternalClientError
 
 from engine import pgcodecs
 from engine.errors import ApiError
+from engine.observe import record_statement
 from engine.settings import Settings
 
 log = logging.getLogger("engine.database")
@@ -69,6 +71,34 @@ async def create_pool(url: str, settings: Settings, *, read_only: bool, name: st
     )
 
 
+@dataclass(frozen=True)
+class PoolFigures:
+    """One pool at one moment: connections open, checked out, idle, and requests waiting."""
+
+    name: str
+    max_size: int
+    size: int
+    in_use: int
+    idle: int
+    waiting: int
+
+    @classmethod
+    def of(cls, name: str, pool: asyncpg.Pool) -> PoolFigures:
+        queue = getattr(pool, "_queue", None)  # asyncpg keeps free holders in an asyncio queue
+        max_size = pool.get_max_size()
+        free = queue.qsize() if queue is not None else max_size
+        waiting = len(getattr(queue, "_getters", ())) if queue is not None else 0
+        size = pool.get_size()
+        return cls(
+            name=name,
+            max_size=max_size,
+            size=size,
+            in_use=max_size - free,
+            idle=pool.get_idle_size(),
+            waiting=waiting,
+        )
+
+
 @dataclass
 class Database:
     """The engine's pools: ``read`` for GET endpoints, ``write`` for the rest."""
@@ -95,6 +125,13 @@ class Database:
     async def close(self) -> None:
         await asyncio.gather(self.read.close(), self.write.close(), return_exceptions=True)
 
+    def pool_figures(self) -> list[PoolFigures]:
+        """Size, use and waiters of each pool, read from the pools (no round trip)."""
+        pools = [("write", self.write)]
+        if self.read is not self.write:
+            pools.append(("read", self.read))
+        return [PoolFigures.of(name, pool) for name, pool in pools]
+
     def pool(self, read: bool) -> asyncpg.Pool:
         return self.read if read else self.write
 
@@ -116,6 +153,7 @@ async def run_statement(
         conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise translate(exc, operation, known_codes, acquiring=True) from exc
+    started = time.perf_counter()
     try:
         if rows:
             return await conn.fetch(sql, *args, timeout=timeout_s), None
@@ -130,6 +168,7 @@ async def run_statement(
         _drop(conn)
         raise translate(exc, operation, known_codes, client_values=client_values) from exc
     finally:
+        record_statement(time.perf_counter() - started, sql, args)
         await release(pool, conn)
 
 
@@ -159,6 +198,7 @@ async def run_write(
         conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise translate(exc, operation, known_codes, acquiring=True) from exc
+    started = time.perf_counter()
     try:
         tx = conn.transaction()
         try:
@@ -210,6 +250,7 @@ async def run_write(
             raise translate(exc, operation, known_codes, client_values=client_values) from exc
         return result
     finally:
+        record_statement(time.perf_counter() - started, sql, args)
         await release(pool, conn)
 
 

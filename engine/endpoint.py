@@ -31,6 +31,7 @@ from engine.database import RETRY_AFTER_S, Database, run_statement, run_write
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
+from engine.observe import CURRENT, Exchange, Observer, notify
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
@@ -43,6 +44,8 @@ log = logging.getLogger("engine.endpoint")
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
+# W3C Trace Context: version-traceid-parentid-flags (version ff is invalid)
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Services:
     streams: Streams
     trusted_proxies: tuple[Network, ...] = ()
     publish_invalidation: Callable[[Iterable[str]], None] = lambda tables: None
+    observers: tuple[Observer, ...] = ()  # told of every answered request (metrics, access log)
 
 
 @dataclass
@@ -75,10 +79,16 @@ _ID_PREFIX = uuid.uuid4().hex[:12]
 _ids = itertools.count(1)
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """The client's X-Request-ID when well-formed, else the W3C trace id, else a new one."""
+    given = headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
+    parent = headers.get("traceparent")
+    if parent:
+        found = _TRACEPARENT.fullmatch(parent.strip().lower())
+        if found and found[1] != "0" * 32 and found[2] != "0" * 16:
+            return found[1]
     return f"{_ID_PREFIX}-{next(_ids):x}"
 
 
@@ -89,14 +99,29 @@ class Dispatcher:
         self._services = services_getter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = self._services()
         request = Request(scope, receive)
-        response = await handle(self._services(), request)
-        await response(scope, receive, send)
+        exchange = Exchange(
+            request_id_of(request.headers), scope["method"], scope["path"], time.perf_counter()
+        )
+        token = CURRENT.set(exchange)  # statements add their time to it
+        try:
+            response = await handle(services, request, exchange)
+            exchange.status = response.status_code
+            exchange.cache = response.headers.get("x-cache")
+            await response(scope, receive, send)
+        except BaseException:
+            exchange.abandoned = True  # cancelled, or the answer could not be sent whole
+            raise
+        finally:
+            CURRENT.reset(token)
+            exchange.duration_s = time.perf_counter() - exchange.started
+            notify(services.observers, exchange)
 
 
-async def handle(services: Services, request: Request) -> Response:
-    started = time.perf_counter()
-    request_id = _request_id(request)
+async def handle(services: Services, request: Request, exchange: Exchange) -> Response:
+    started = exchange.started
+    request_id = exchange.request_id
     catalog = services.catalogs.current  # this request finishes on this generation
     method = request.method
     path = request.url.path
@@ -121,7 +146,11 @@ async def handle(services: Services, request: Request) -> Response:
             )
         ep = match.endpoint
         spec = ep.spec
+        exchange.route = spec.path
+        exchange.endpoint_id = spec.id
         principal = services.authenticator.authenticate(request.headers)
+        if principal is not None:
+            exchange.subject = principal.subject
         authorize(
             principal,
             requires_auth=spec.requires_auth,

@@ -21,6 +21,7 @@ same key. :func:`purge_expired` is run periodically by the app.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,10 @@ import asyncpg
 import orjson
 
 from engine.errors import ApiError
+from engine.jobs import Periodic
 from engine.shaping import Rendered
+
+log = logging.getLogger("engine.idempotency")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -142,3 +146,15 @@ async def purge_expired(conn: asyncpg.Connection) -> int:
     """Remove expired keys; how many."""
     status = await conn.execute(PURGE)
     return int(status.split()[-1])
+
+
+def purge_job(pool: Any) -> Periodic:
+    """Remove expired keys every :data:`PURGE_INTERVAL_S`."""
+
+    async def work() -> None:
+        async with pool.acquire(timeout=10) as conn:
+            purged = await purge_expired(conn)
+        if purged:
+            log.info("purged %d expired idempotency key(s)", purged)
+
+    return Periodic("idempotency-purge", PURGE_INTERVAL_S, work)

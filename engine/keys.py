@@ -12,7 +12,6 @@ request path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from engine.jobs import Periodic
 
 log = logging.getLogger("engine.keys")
 
@@ -103,7 +104,6 @@ class KeyStore:
     def __init__(self) -> None:
         self._by_prefix: dict[str, StoredKey] = {}
         self._used: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
         # reloads may overlap (two NOTIFYs in a row, each on its own pool connection): one at a
         # time, so an older snapshot never replaces a newer one (a revoked key coming back)
         self._loading = asyncio.Lock()
@@ -162,15 +162,19 @@ class KeyStore:
         except KeyRefused:
             return None
 
-    def start(self, pool: asyncpg.Pool) -> None:
-        self._task = asyncio.create_task(self._flush_loop(pool), name="api-key-last-used")
+    def last_used_job(self, pool: asyncpg.Pool) -> Periodic:
+        """Record which keys were used, every few seconds and once more at stop."""
+        return Periodic(
+            "api-key-last-used", LAST_USED_FLUSH_S, lambda: self.flush(pool), final=True
+        )
 
-    async def stop(self, pool: asyncpg.Pool) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush(pool)
+    async def reload(self, pool: asyncpg.Pool) -> None:
+        """Load the keys again (a key was added, revoked...); on failure keep the ones we have."""
+        try:
+            async with pool.acquire(timeout=10) as conn:
+                await self.load(conn)
+        except Exception as exc:
+            log.error("could not reload API keys: %s", exc)
 
     async def flush(self, pool: asyncpg.Pool) -> None:
         used, self._used = self._used, set()
@@ -181,11 +185,6 @@ class KeyStore:
                 await conn.execute(TOUCH_KEYS, sorted(used))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("could not record API key use: %s", exc)
-
-    async def _flush_loop(self, pool: asyncpg.Pool) -> None:
-        while True:
-            await asyncio.sleep(LAST_USED_FLUSH_S)
-            await self.flush(pool)
 
 
 async def create_key(

@@ -111,6 +111,15 @@ class Settings:
         "Bearer token for the /_engine/catalog admin endpoint. Unset: that endpoint is off.",
     )
     log_level: str = _setting("ENGINE_LOG_LEVEL", "INFO", "Python logging level.")
+    cors_origins: str | None = _setting(
+        "ENGINE_CORS_ORIGINS",
+        None,
+        "Comma-separated origins browsers may call from (https://app.example.com), or *. "
+        "Unset: no CORS headers.",
+    )
+    cors_max_age_s: int = _setting(
+        "ENGINE_CORS_MAX_AGE_S", 600, "How long a browser may keep a CORS preflight answer."
+    )
     idempotency_ttl_s: int = _setting(
         "ENGINE_IDEMPOTENCY_TTL_S",
         86400,

@@ -250,12 +250,32 @@ def _texts(value: Any, what: str) -> tuple[str, ...]:
     return tuple(v for v in value if v)
 
 
+# the engine's own paths: no mapping row may publish at (or under) them
+RESERVED_EXACT = ("/openapi.json", "/docs", "/metrics", "/health", "/_engine")
+RESERVED_UNDER = ("/docs/", "/health/", "/_engine/")
+
+
+def reserved_path(path: str) -> str | None:
+    """The engine's path that ``path`` would take (``/health/*``...), or None when free."""
+    bare = path.rstrip("/") or "/"
+    for exact in RESERVED_EXACT:
+        if bare == exact:
+            return exact
+    for prefix in RESERVED_UNDER:
+        if bare.startswith(prefix) or bare.startswith(prefix.rstrip("/") + "{"):
+            return prefix + "*"
+    if bare.startswith("/_engine"):
+        return "/_engine/*"
+    return None
+
+
 def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
     """Parse one ``api_endpoint_mappings`` row (a mapping of column -> value)."""
     path = row.get("endpoint_path") or ""
     method = (row.get("http_method") or "").upper()
     _need(path.startswith("/"), "endpoint_path must start with '/'")
-    _need(not path.startswith("/_engine"), "paths under /_engine are reserved for the engine")
+    reserved = reserved_path(path)
+    _need(reserved is None, f"{reserved} is the engine's own path (reserved)")
     _need(
         path.count("{") == path.count("}") == len(path_parameters(path)),
         "endpoint_path has a malformed {parameter}",
