@@ -118,6 +118,7 @@ def _serve(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         ],
         cwd=ROOT,
         env=env,
+        stdout=subprocess.DEVNULL,  # the engine's access log (on by default, as users run it)
     )
     deadline = time.time() + 30
     while time.time() < deadline:

@@ -102,7 +102,9 @@ def _engine(url: str, port: int) -> subprocess.Popen[bytes]:
         "ENGINE_PORT": str(port),
         "ENGINE_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=env)
+    proc = subprocess.Popen(  # stdout: the access log, on by default as users run it
+        [sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

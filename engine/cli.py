@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from engine import keys, migrations, pgserver
+from engine import accesslog, keys, logs, migrations, pgserver
 from engine.auth import dev_secret, mint_token
 from engine.catalog import ddl_watched, load_catalog
 from engine.database import init_connection
@@ -145,6 +145,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from engine.app import create_app
 
+    accesslog.enabled(settings.access_log)  # a bad value stops here, before any work
     url, embedded = resolve_database(settings)
     if args.migrate:
         asyncio.run(_migrate(url))
@@ -160,11 +161,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings, url, jwt_secret=secret)
     host = args.host or settings.host
     port = args.port or settings.port
+    sys.stdout.flush()  # what was printed goes out before the access log's first lines
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # json: no uvicorn handlers, its records reach the root logger's JSON handler
+        log_config=None if logs.is_json(settings.log_format) else uvicorn.config.LOGGING_CONFIG,
+        # the engine writes its own access log (ENGINE_ACCESS_LOG); uvicorn's never
+        access_log=False,
         lifespan="on",
         # X-Forwarded-For is the engine's business (ENGINE_TRUSTED_PROXIES); uvicorn
         # would otherwise believe it from any local peer
@@ -295,9 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        logs.configure(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        print(f"error: bad setting: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
             try:
