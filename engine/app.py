@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from engine import builtin, idempotency, keys
+from engine import accesslog, builtin, figures, health, idempotency, keys
 from engine.auth import Authenticator, JwtConfig
 from engine.cache import CHANNEL as CACHE_CHANNEL
 from engine.cache import Publisher, ResponseCache, stats_job
@@ -27,6 +27,8 @@ from engine.endpoint import Dispatcher, Services
 from engine.errorlog import ErrorLogger
 from engine.jobs import Jobs, Spawner
 from engine.listener import Listener
+from engine.metrics import Metrics, process_figures
+from engine.metrics import routes as metrics_routes
 from engine.ratelimit import RateLimiter, parse_networks
 from engine.settings import Settings
 from engine.streaming import Streams
@@ -49,6 +51,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        access_log = accesslog.create(settings.access_log)  # ValueError unless on or off
         db = await Database.open(database_url, settings)
         cache = ResponseCache(default_max_entries=settings.cache_max_entries)
         key_store = keys.KeyStore()
@@ -79,12 +82,30 @@ def create_app(
         )
         publisher = Publisher(db.write)
         errorlog = ErrorLogger(db.write, settings.error_log_queue_size)
+        metrics = Metrics(
+            process_figures(db, cache, catalogs, errorlog, listener), token=settings.metrics_token
+        )
+        app.state.metrics = metrics
+        instance = figures.instance_id()
+        slow_queries = figures.SlowQueries(database_url, settings.slow_query_ms)
+        measured = figures.Figures(instance, endpoints=catalogs.endpoint_routes, slow=slow_queries)
+        probe = health.Probe(database_url)  # its own connection: answers when the pools cannot
+        pool_stats = health.PoolStats(
+            db,
+            probe,
+            instance=instance,
+            min_size=settings.pool_min_size,
+            interval_s=settings.pool_stats_interval_s,
+        )
+        app.state.figures, app.state.slow_queries = measured, slow_queries
+        app.state.probe, app.state.pool_stats = probe, pool_stats
         jobs = Jobs()
         try:
             await listener.start()  # listen first: no change is missed during the load
             await catalogs.start()
             await key_store.reload(db.write)
             for job in (
+                access_log,  # first, so stopped last: every request's line is written
                 spawned,
                 errorlog,
                 publisher,
@@ -93,6 +114,11 @@ def create_app(
                     cache, db.write, catalogs.endpoint_routes, settings.cache_stats_interval_s
                 ),
                 idempotency.purge_job(db.write),
+                probe,  # before pool_stats, which marks the probe's row closed at stop
+                pool_stats,
+                slow_queries,
+                figures.flush_job(measured, db.write, settings.metrics_flush_s),  # final flush
+                metrics,  # multi-process mode: copies this process's figures for any scrape
             ):
                 jobs.start(job)
             app.state.loop = asyncio.get_running_loop()
@@ -114,6 +140,7 @@ def create_app(
                 ),
                 trusted_proxies=trusted,
                 publish_invalidation=publisher.publish,
+                observers=(access_log, metrics.observe, measured),
             )
             yield
         finally:
@@ -127,7 +154,7 @@ def create_app(
             return ["GET", "HEAD", "OPTIONS"], []
         return catalog_methods(app.state.services.catalogs.current, path)
 
-    own_routes = list(builtin.routes)
+    own_routes = [*builtin.routes, *metrics_routes, *health.routes]
     app = Starlette(
         routes=[*own_routes, Mount("/", app=Dispatcher(lambda: app.state.services))],
         middleware=[

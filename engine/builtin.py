@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from engine import docs
 from engine.errors import PROBLEM_CONTENT_TYPE
+from engine.openapi import openapi_json
 from engine.shaping import encode
 
 JSON = "application/json"
@@ -101,4 +103,6 @@ async def catalog_report(request: Request) -> Response:
 routes = [
     Route("/_engine/health", health, methods=["GET"]),
     Route("/_engine/catalog", catalog_report, methods=["GET"]),
+    Route("/openapi.json", openapi_json),  # every method: 405 is a problem+json
+    *docs.routes,
 ]

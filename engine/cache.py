@@ -97,8 +97,6 @@ class EndpointCache:
     store: Any = None
     hits: int = 0
     misses: int = 0
-    reported_hits: int = 0
-    reported_misses: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy == "lfu":
@@ -262,12 +260,6 @@ class ResponseCache:
             cache.store.clear()
 
 
-STATS_METRICS = """
-INSERT INTO api_performance_metrics
-    (endpoint_mapping_id, endpoint_path, http_method, request_count, success_count,
-     cache_hits, cache_misses, cache_hit_ratio)
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
-"""
 STATS_CONFIG = """
 UPDATE api_cache_config
 SET cache_hit_ratio = $2, cache_size_mb = $3, cache_eviction_count = $4, updated_at = now()
@@ -278,39 +270,22 @@ WHERE endpoint_mapping_id = $1
 async def write_stats(
     cache: ResponseCache, conn: Any, endpoints: Mapping[int, tuple[str, str]]
 ) -> int:
-    """Write each endpoint's cache figures since the last call; return rows written.
+    """Write each serving endpoint's cache figures to its ``api_cache_config`` row.
 
-    ``api_performance_metrics`` gets the window's hits and misses (what
-    ``calculate_cache_hit_ratio()`` reads); an endpoint's ``api_cache_config``
-    row, if it has one, gets the overall hit ratio, size and evictions.
+    The overall hit ratio, size and evictions; return the endpoints reported. Hits
+    and misses per minute go to ``api_performance_metrics`` with the request
+    counts (``engine.figures``), so they are never written here as requests.
     """
-    metrics, configs = [], []
+    configs = []
     for eid, c in list(cache.caches.items()):
         if eid not in endpoints:
             continue
-        hits, misses = c.hits - c.reported_hits, c.misses - c.reported_misses
-        c.reported_hits, c.reported_misses = c.hits, c.misses
         total = c.hits + c.misses
         overall = round(100 * c.hits / total, 2) if total else 0
-        if hits or misses:
-            path, method = endpoints[eid]
-            metrics.append(
-                (
-                    eid,
-                    path,
-                    method,
-                    hits + misses,
-                    hits,
-                    misses,
-                    round(100 * hits / (hits + misses), 2),
-                )
-            )
         configs.append((eid, overall, round(c.size_bytes / 1_048_576, 2), c.evictions))
-    if metrics:
-        await conn.executemany(STATS_METRICS, metrics)
     if configs:
         await conn.executemany(STATS_CONFIG, configs)
-    return len(metrics)
+    return len(configs)
 
 
 CHANNEL = "engine_cache"

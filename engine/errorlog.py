@@ -201,6 +201,11 @@ class ErrorLogger:
         except asyncio.QueueFull:
             self.dropped += 1
 
+    @property
+    def queued(self) -> int:
+        """Entries waiting to be written."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._drain(), name="error-logger")
 

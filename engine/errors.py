@@ -53,6 +53,7 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "IDEMPOTENCY_KEY_IN_USE": (409, "A request with this Idempotency-Key is still running"),
     "TEMPLATE_ERROR": (500, "The endpoint's query failed on its own"),
     "READ_ONLY_VIOLATION": (500, "A read-only endpoint tried to write"),
+    "INVALID_CURSOR": (400, "The pagination cursor is not valid for this request"),
 }
 
 
@@ -132,6 +133,10 @@ class ErrorCatalog:
     def defines(self, code: str) -> bool:
         """Whether ``code`` is a row of api_error_codes (not only a builtin default)."""
         return code in self._rows
+
+    def codes(self) -> list[str]:
+        """Every code it answers with (rows and builtin defaults), sorted."""
+        return sorted(self._codes)
 
     def get(self, code: str) -> ErrorCode:
         return self._codes.get(code) or self._codes["INTERNAL_ERROR"]

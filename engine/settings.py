@@ -95,7 +95,25 @@ class Settings:
     cache_stats_interval_s: int = _setting(
         "ENGINE_CACHE_STATS_INTERVAL_S",
         30,
-        "How often cache figures are written to api_performance_metrics and api_cache_config.",
+        "How often each cacheable endpoint's hit ratio, size and evictions go to api_cache_config.",
+    )
+    metrics_flush_s: int = _setting(
+        "ENGINE_METRICS_FLUSH_S",
+        60,
+        "How often the per-endpoint, per-minute figures are written to api_performance_metrics "
+        "(and once at shutdown).",
+    )
+    slow_query_ms: int = _setting(
+        "ENGINE_SLOW_QUERY_MS",
+        500,
+        "A statement slower than this is recorded with its plan in query_optimization_tracking "
+        "(at most once a minute per endpoint). 0: off.",
+    )
+    pool_stats_interval_s: int = _setting(
+        "ENGINE_POOL_STATS_INTERVAL_S",
+        30,
+        "How often pool figures go to database_connection_pool and the health probe's to "
+        "database_connection_health.",
     )
     stream_max_concurrent: int = _setting(
         "ENGINE_STREAM_MAX_CONCURRENT",
@@ -110,7 +128,23 @@ class Settings:
         None,
         "Bearer token for the /_engine/catalog admin endpoint. Unset: that endpoint is off.",
     )
+    metrics_token: str | None = _setting(
+        "ENGINE_METRICS_TOKEN",
+        None,
+        "Bearer token GET /metrics asks for (Authorization: Bearer ...). Unset: /metrics is open.",
+    )
     log_level: str = _setting("ENGINE_LOG_LEVEL", "INFO", "Python logging level.")
+    access_log: str = _setting(
+        "ENGINE_ACCESS_LOG",
+        "on",
+        "on: one JSON line per catalogue request on stdout (buffered); off: no access log.",
+    )
+    log_format: str = _setting(
+        "ENGINE_LOG_FORMAT",
+        "text",
+        "text: the engine's and uvicorn's logs as readable lines on stderr; json: one JSON "
+        "object a line (ts, level, logger, msg, exc).",
+    )
     cors_origins: str | None = _setting(
         "ENGINE_CORS_ORIGINS",
         None,
@@ -119,6 +153,12 @@ class Settings:
     )
     cors_max_age_s: int = _setting(
         "ENGINE_CORS_MAX_AGE_S", 600, "How long a browser may keep a CORS preflight answer."
+    )
+    cursor_secret: str | None = _setting(
+        "ENGINE_CURSOR_SECRET",
+        None,
+        "Key that signs keyset pagination cursors (same on every process). Unset: a random "
+        "secret kept in the database (engine_secrets), shared by every process on it.",
     )
     idempotency_ttl_s: int = _setting(
         "ENGINE_IDEMPOTENCY_TTL_S",
