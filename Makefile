@@ -35,6 +35,7 @@ routes: $(STAMP)
 bench: $(STAMP) ## benchmarks, printed as ratios against baselines
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/wfm.py
+	$(BIN)/python bench/observers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
