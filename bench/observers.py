@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.accesslog import AccessLog  # noqa: E402
-from engine.figures import Figures  # noqa: E402
-from engine.metrics import Metrics  # noqa: E402
-from engine.observe import Exchange, notify  # noqa: E402
+from engine.accesslog import AccessLog
+from engine.figures import Figures
+from engine.metrics import Metrics
+from engine.observe import Exchange, notify
 
 N = 100_000
 

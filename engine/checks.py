@@ -70,6 +70,84 @@ def check_statement(spec: EndpointSpec, volatile_calls: Collection[str]) -> None
         )
 
 
+# result column types a keyset may order by: their text form reads back exactly, so a
+# cursor binds the very value it was made from (enums are allowed too)
+KEYSET_TYPES = frozenset(
+    {
+        "int2", "int4", "int8", "oid", "numeric", "float4", "float8",
+        "text", "varchar", "bpchar", "name", "citext",
+        "uuid", "date", "timestamp", "timestamptz", "time", "timetz", "interval", "bool",
+    }
+)  # fmt: skip
+
+
+def check_keyset(spec: EndpointSpec, columns: Sequence[tuple[str, str, bool]]) -> None:
+    """A keyset must name result columns (once, of a type it can page by) and be the
+    template's ORDER BY, so a page never reorders what the template says.
+
+    ``columns``: (name, type name, is an enum) of each result column, in order.
+    """
+    paginate = spec.result.paginate
+    if paginate is None or not paginate.keyset:
+        return
+    where = "result_mapping.paginate.keyset"
+    names = [name for name, _, _ in columns]
+    returned = ", ".join(names) or "nothing"
+    for column in paginate.keyset:
+        found = [c for c in columns if c[0] == column]
+        if not found:
+            raise SpecError(
+                f"{where} names '{column}', which the template does not return (it returns: "
+                f"{returned}); keyset columns are result column names, spelled as returned"
+            )
+        if len(found) > 1:
+            raise SpecError(
+                f"{where} names '{column}', which the template returns {len(found)} times; "
+                "give the columns distinct names (AS)"
+            )
+        _, type_name, is_enum = found[0]
+        if type_name not in KEYSET_TYPES and not is_enum:
+            raise SpecError(
+                f"{where} column '{column}' is of type {type_name}, which cannot order keyset "
+                f"pages (use numbers, text, uuid, dates, times, timestamps, intervals, booleans "
+                "or enums)"
+            )
+    wanted = ", ".join(
+        f"{c} DESC" if desc else c
+        for c, desc in zip(paginate.keyset, paginate.descending, strict=True)
+    )
+    order = sqltext.order_by(spec.sql)
+    if order is None:
+        raise SpecError(
+            f"{where} pages in the template's order, but the template has no ORDER BY of its "
+            f"own: end it with ORDER BY {wanted}"
+        )
+    written = ", ".join(item.text for item in order)
+    mismatch = len(order) != len(paginate.keyset)
+    hint = ""
+    for item, column, desc in zip(order, paginate.keyset, paginate.descending, strict=False):
+        named = item.column
+        if item.ordinal is not None and 0 < item.ordinal <= len(names):
+            named = names[item.ordinal - 1]
+        if named is None:
+            hint = f"; '{item.text}' is an expression: order by a result column"
+        elif named != column or item.descending != desc:
+            mismatch = True
+        elif item.nulls is not None and item.nulls != ("FIRST" if desc else "LAST"):
+            hint = (
+                f"; '{item.text}' puts NULLs where keyset pages cannot follow them (keyset "
+                "columns must never be NULL): drop NULLS FIRST/LAST"
+            )
+        if hint:
+            mismatch = True
+            break
+    if mismatch:
+        raise SpecError(
+            f"{where} ({wanted}) must be the template's ORDER BY, but the template orders by "
+            f"{written}{hint}; end the template with ORDER BY {wanted}"
+        )
+
+
 def row_warnings(
     spec: EndpointSpec,
     *,

@@ -180,6 +180,9 @@ class CompiledEndpoint:
     client_values: bool = True  # binds values the client sends (path, query, body, header)
     param_names: tuple[tuple[str, str], ...] = ()  # (name, in) of $1..$n, to name a bad one
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    after_sql: str | None = None  # keyset pages after the first: page_sql with the cursor
+    count_sql: str | None = None  # paginate.count: the template's rows, counted
+    cursor_scope: str = ""  # digest of what a keyset cursor depends on (engine/pagination.py)
 
     @property
     def needs_body(self) -> bool:
@@ -286,16 +289,47 @@ class Compiler:
         volatile = {name for schema, name in calls if functions[(schema, name)]}
         checks.check_statement(spec, volatile)
 
-        page_sql = None
-        if spec.result.paginate:
+        page_sql = after_sql = count_sql = None
+        cursor_scope = ""
+        paginate = spec.result.paginate
+        if paginate:
             n = len(spec.params)
-            page_sql = f"SELECT * FROM ({spec.sql}) AS _page LIMIT ${n + 1} OFFSET ${n + 2}"
-            try:
-                await self.prepare(page_sql)
-            except asyncpg.LockNotAvailableError:
-                raise
-            except asyncpg.PostgresError as exc:
-                raise SpecError(f"a paginated template must be a plain SELECT: {exc}") from None
+            if paginate.keyset:
+                await self._type_info([a.type.oid for a in attributes])
+                checks.check_keyset(
+                    spec,
+                    [
+                        (a.name, a.type.name, self._types.get(a.type.oid, ("b", None))[0] == "e")
+                        for a in attributes
+                    ],
+                )
+                types = {a.name: a.type for a in attributes}
+                keyset = [
+                    (column, desc, _type_sql(types[column]))
+                    for column, desc in zip(paginate.keyset, paginate.descending, strict=True)
+                ]
+                page_sql, after_sql = keyset_sql(spec.sql, n, keyset)
+                cursor_scope = fingerprint(spec.sql, spec.params, keyset)
+                what = "the keyset page query"
+            else:
+                page_sql = f"SELECT * FROM (\n{spec.sql}\n) AS _page LIMIT ${n + 1} OFFSET ${n + 2}"
+                what = "the paginated query"
+            if paginate.count != "none":
+                count_sql = f"SELECT count(*) AS total FROM (\n{spec.sql}\n) AS _count"
+            for sql in (page_sql, after_sql, count_sql):
+                if sql is None:
+                    continue
+                try:
+                    await self.prepare(sql)
+                except asyncpg.LockNotAvailableError:
+                    raise
+                except asyncpg.PostgresError as exc:
+                    if sql is count_sql:
+                        what = "the count query"
+                    raise SpecError(
+                        f"a paginated template must be a plain SELECT; {what} does not "
+                        f"prepare: {exc.sqlstate} {exc}"
+                    ) from None
 
         binder = Binder(spec.params, pg_types)
         body_fields: set[str] | None = {p.name for p in spec.params if p.source == "body"}
@@ -345,6 +379,9 @@ class Compiler:
             client_values=any(p.source in CLIENT_SOURCES for p in spec.params),
             param_names=tuple((p.name, p.source) for p in spec.params),
             warnings=tuple(warnings),
+            after_sql=after_sql,
+            count_sql=count_sql,
+            cursor_scope=cursor_scope,
         )
 
     def _pg_type(self, t: Any) -> PgType:
@@ -359,8 +396,9 @@ class Compiler:
         """Why an already compiled endpoint no longer works here (schema drift), or None."""
         try:
             stmt = await self.prepare(ep.sql)
-            if ep.page_sql is not None:
-                await self.prepare(ep.page_sql)
+            for sql in (ep.page_sql, ep.after_sql, ep.count_sql):
+                if sql is not None:
+                    await self.prepare(sql)
         except asyncpg.LockNotAvailableError:
             raise
         except asyncpg.PostgresError as exc:
@@ -368,6 +406,49 @@ class Compiler:
         if _signature(stmt) != ep.signature:
             return "the types of its placeholders or result columns have changed"
         return None
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _type_sql(t: Any) -> str:
+    """A column's type as SQL names it (schema-qualified, quoted), for a cast."""
+    return f"{_quote_ident(t.schema)}.{_quote_ident(t.name)}" if t.schema else _quote_ident(t.name)
+
+
+def keyset_sql(template: str, n: int, keyset: Sequence[tuple[str, bool, str]]) -> tuple[str, str]:
+    """(first page, page after a cursor) of a template with ``n`` placeholders.
+
+    ``keyset``: (result column, descending, its type as SQL). The cursor's values
+    bind ``$n+1..`` as text cast to the column's type, so each reads back exactly;
+    the page size (one more row than shown) is the last placeholder. One direction
+    throughout compares rows, ``(a, b) > ($1, $2)``, which an index on (a, b) serves;
+    mixed directions spell the comparison out column by column, after a bound on the
+    first column that an index on it can start from.
+    """
+    columns = [_quote_ident(c) for c, _, _ in keyset]
+    order = ", ".join(
+        f"{c} DESC" if desc else c for c, (_, desc, _) in zip(columns, keyset, strict=True)
+    )
+    values = [f"${n + 1 + i}::text::{t}" for i, (_, _, t) in enumerate(keyset)]
+    directions = {desc for _, desc, _ in keyset}
+    if len(directions) == 1:
+        op = "<" if directions.pop() else ">"
+        condition = f"({', '.join(columns)}) {op} ({', '.join(values)})"
+    else:
+        terms = []
+        for i, (column, value) in enumerate(zip(columns, values, strict=True)):
+            same = [f"{c} = {v}" for c, v in zip(columns[:i], values[:i], strict=True)]
+            op = "<" if keyset[i][1] else ">"
+            terms.append("(" + " AND ".join([*same, f"{column} {op} {value}"]) + ")")
+        # the first column's bound on its own, redundant but one an index can start from
+        bound = f"{columns[0]} {'<' if keyset[0][1] else '>'}= {values[0]}"
+        condition = f"{bound} AND ({' OR '.join(terms)})"
+    wrapped = f"SELECT * FROM (\n{template}\n) AS _page"
+    first = f"{wrapped} ORDER BY {order} LIMIT ${n + 1}"
+    after = f"{wrapped} WHERE {condition} ORDER BY {order} LIMIT ${n + len(keyset) + 1}"
+    return first, after
 
 
 def _signature(stmt: Any) -> tuple[Any, ...]:

@@ -27,11 +27,20 @@ from starlette.types import Receive, Scope, Send
 from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
-from engine.database import RETRY_AFTER_S, Database, run_statement, run_write
+from engine.database import RETRY_AFTER_S, Database, run_statement, run_write, translate
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
 from engine.observe import CURRENT, Exchange, Observer, notify
+from engine.pagination import (
+    Cursors,
+    PageRequest,
+    PageUrl,
+    cursor_key,
+    load_cursor_secret,
+    prefers_exact_count,
+    request_path,
+)
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
@@ -63,6 +72,7 @@ class Services:
     trusted_proxies: tuple[Network, ...] = ()
     publish_invalidation: Callable[[Iterable[str]], None] = lambda tables: None
     observers: tuple[Observer, ...] = ()  # told of every answered request (metrics, access log)
+    cursor_key: bytes | None = None  # keyset cursors' HMAC key (engine/pagination.py), once read
 
 
 @dataclass
@@ -186,9 +196,9 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
             return await stream_response(
                 services.streams, ep, args, catalog.errors, headers, origin
             )
-        page = _page_args(ep, request) if ep.page_sql is not None else None
+        page = await _page_args(services, ep, request, args) if ep.page_sql is not None else None
         if page is not None:
-            args = [*args, page[0] + 1, page[1]]
+            args = [*args, *page.args]
         if ep.cacheable:
             return await _cached(services, catalog, ep, args, page, request, principal, headers)
         if spec.is_read:
@@ -255,7 +265,7 @@ async def _cached(
     catalog: Catalog,
     ep: CompiledEndpoint,
     args: list[Any],
-    page: tuple[int, int] | None,
+    page: PageRequest | None,
     request: Request,
     principal: Principal | None,
     headers: dict[str, str],
@@ -263,8 +273,9 @@ async def _cached(
     spec = ep.spec
     positions = ep.cache.key_positions
     keyed = args if positions is None else [args[i] for i in positions]
-    if page is not None and positions is not None:
-        keyed = [*keyed, *args[-2:]]
+    if page is not None:  # a page's values, its count and its links (from the request's URL)
+        paging = args[len(spec.params) :] if positions is not None else []
+        keyed = [*keyed, *paging, page.cache_key]
     subject = principal.identity if (spec.requires_auth and principal) else None
     key = (spec.version, subject, encode(keyed))
     answer = services.cache.lookup(spec.id, key)
@@ -346,19 +357,23 @@ def _query_object(ep: CompiledEndpoint, request: Request, args: list[Any]) -> di
         if p.source == "query" and p.name in query:
             query[p.name] = args[p.position - 1]
     if ep.page_sql is not None:
-        for name in ("limit", "offset"):
-            if name in query:
+        for name in ("limit", "offset", "after"):
+            if name in query and (name != "after" or ep.after_sql is not None):
                 query.pop(name)
     return query
 
 
-def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
+async def _page_args(
+    services: Services, ep: CompiledEndpoint, request: Request, args: list[Any]
+) -> PageRequest:
+    """The page asked for (limit, offset or after, count) and how to link to the others."""
     paginate = ep.spec.result.paginate
     assert paginate is not None
+    query = request.query_params
     errors = []
     limit, offset = paginate.limit, 0
-    for name in ("limit", "offset"):
-        given = len(request.query_params.getlist(name))
+    for name in paginate.params:
+        given = len(query.getlist(name))
         if given > 1:  # never silently the last one
             errors.append(
                 {
@@ -367,8 +382,8 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
                     "message": f"{name} must be given once, not {given} times",
                 }
             )
-    raw_limit = request.query_params.get("limit")
-    raw_offset = request.query_params.get("offset")
+    raw_limit = query.get("limit")
+    raw_offset = query.get("offset")
     if raw_limit is not None:
         if _DIGITS.fullmatch(raw_limit) and 1 <= int(raw_limit) <= paginate.max_limit:
             limit = int(raw_limit)
@@ -380,9 +395,28 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
                     "message": f"limit must be an integer from 1 to {paginate.max_limit}",
                 }
             )
-    if raw_offset is not None:
-        if _DIGITS.fullmatch(raw_offset) and int(raw_offset) <= 2**62:
+    if paginate.keyset and raw_offset is not None:
+        errors.append(
+            {
+                "parameter": "offset",
+                "in": "query",
+                "message": "this endpoint pages by keyset, not by offset: follow "
+                "pagination.next (or the Link rel=next), which carries ?after=<cursor>",
+            }
+        )
+    elif raw_offset is not None:
+        if _DIGITS.fullmatch(raw_offset) and int(raw_offset) <= paginate.max_offset:
             offset = int(raw_offset)
+        elif _DIGITS.fullmatch(raw_offset):
+            errors.append(
+                {
+                    "parameter": "offset",
+                    "in": "query",
+                    "message": f"offset may be at most {paginate.max_offset}: deeper pages need "
+                    "keyset pagination (result_mapping.paginate.keyset), which pages with "
+                    "?after=<cursor> instead of offset",
+                }
+            )
         else:
             errors.append(
                 {
@@ -393,7 +427,49 @@ def _page_args(ep: CompiledEndpoint, request: Request) -> tuple[int, int]:
             )
     if errors:
         raise ApiError("INVALID_PARAMETER", "Invalid pagination parameter(s)", errors=errors)
-    return limit, offset
+    asked = paginate.count != "none" and prefers_exact_count(request.headers.getlist("prefer"))
+    url = PageUrl(
+        request_path(request.scope.get("raw_path"), request.url.path),
+        tuple(query.multi_items()),
+    )
+    cursors = after = None
+    if paginate.keyset:
+        cursors = Cursors(await _cursor_key(services), ep.spec.id, ep.cursor_scope, encode(args))
+        raw_after = query.get("after")
+        if raw_after is not None:
+            after = cursors.verify(raw_after, len(paginate.keyset))
+    return PageRequest(
+        limit=limit,
+        url=url,
+        offset=offset,
+        max_offset=paginate.max_offset,
+        keyset=paginate.keyset,
+        after=after,
+        cursors=cursors,
+        counted=paginate.count == "exact" or asked,
+        count_mode=paginate.count,
+        asked_count=asked,
+    )
+
+
+async def _cursor_key(services: Services) -> bytes:
+    """ENGINE_CURSOR_SECRET, else the database's own secret (read once per process)."""
+    if services.cursor_key is None and services.settings.cursor_secret:
+        services.cursor_key = cursor_key(services.settings.cursor_secret.encode())
+    if services.cursor_key is None:
+        pool = services.db.write
+        try:
+            secret = await load_cursor_secret(pool)
+        except Exception as exc:
+            error = translate(exc, "SELECT", client_values=False)
+            if error.code != "DATABASE_CONNECTION_ERROR":  # a missing table is not drift
+                error = ApiError(
+                    "INTERNAL_ERROR",
+                    internal=f"cannot read the cursor secret (engine_secrets, sql/011): {exc!r}",
+                )
+            raise error from exc
+        services.cursor_key = cursor_key(secret)
+    return services.cursor_key
 
 
 async def _execute(
@@ -401,9 +477,9 @@ async def _execute(
     catalog: Catalog,
     ep: CompiledEndpoint,
     args: list[Any],
-    page: tuple[int, int] | None,
+    page: PageRequest | None,
 ) -> Shaped:
-    """A read, on the read pool."""
+    """A read, on the read pool (a page and, when asked, its count)."""
     spec = ep.spec
     pool = services.db.read
     common = {
@@ -414,8 +490,13 @@ async def _execute(
         "params": ep.param_names,
     }
     if page is not None and ep.page_sql is not None:
-        rows, _ = await run_statement(pool, ep.page_sql, args, **common)
-        return ep.shaper.page(rows, *page)
+        sql = ep.page_sql if page.after is None or ep.after_sql is None else ep.after_sql
+        rows, _ = await run_statement(pool, sql, args, **common)
+        total = None
+        if page.counted and ep.count_sql is not None:
+            counted, _ = await run_statement(pool, ep.count_sql, args[: len(spec.params)], **common)
+            total = counted[0]["total"]
+        return ep.shaper.page(rows, page, total=total)
     if spec.result.shape == "none":
         _, affected = await run_statement(pool, ep.sql, args, rows=False, **common)
         return ep.shaper.shape((), affected=affected)
@@ -428,7 +509,7 @@ async def _write(
     catalog: Catalog,
     ep: CompiledEndpoint,
     args: list[Any],
-    page: tuple[int, int] | None,
+    page: PageRequest | None,
     request_id: str,
     guard: IdempotencyGuard | None,
 ) -> Rendered:
@@ -438,7 +519,7 @@ async def _write(
     def finish(rows: list[Any], affected: int | None) -> Rendered:
         if paged:
             assert page is not None
-            return _render(ep, ep.shaper.page(rows, *page), request_id)
+            return _render(ep, ep.shaper.page(rows, page), request_id)
         if ep.spec.result.shape == "none":
             return _render(ep, ep.shaper.shape((), affected=affected), request_id)
         return _render(ep, ep.shaper.shape(rows), request_id)
@@ -498,6 +579,12 @@ def _render(ep: CompiledEndpoint, shaped: Shaped, request_id: str) -> Rendered:
     envelope = ep.paginated if shaped.pagination is not None and ep.paginated else ep.success
     if envelope is not None:
         headers.update(envelope.headers)
+    for name, value in shaped.headers:  # a page's Link, Vary, Preference-Applied
+        known = next((k for k in headers if k.lower() == name.lower()), None)
+        if known is not None and name.lower() == "vary":
+            headers[known] = f"{headers[known]}, {value}"
+        else:
+            headers[known or name] = value
     if shaped.empty:
         return Rendered(b"", shaped.status, headers, True)
     if envelope is not None:

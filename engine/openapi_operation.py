@@ -293,7 +293,9 @@ class Operations:
                 }
             )
         else:
-            high = getattr(paginate, "max_offset", None) or _MAX_OFFSET
+            high = getattr(paginate, "max_offset", None)
+            if high is None:
+                high = _MAX_OFFSET
             offset = {"type": "integer", "minimum": 0, "maximum": high, "default": 0}
             out.append(
                 {"name": "offset", "in": "query", "description": "Rows to skip.", "schema": offset}

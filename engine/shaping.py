@@ -19,6 +19,7 @@ from uuid import UUID
 import orjson
 
 from engine.errors import ApiError
+from engine.pagination import PageRequest
 from engine.spec import ResultSpec
 
 _INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson writes as a JSON integer
@@ -187,6 +188,7 @@ class Shaped:
     empty: bool = False  # answer has no body (204, or shape none)
     count: int | None = None
     pagination: Mapping[str, Any] | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # a page's Link, Vary, Preference-Applied
 
 
 class Shaper:
@@ -223,17 +225,11 @@ class Shaper:
             raise ApiError(self.not_found)
         return Shaped(None, self.status, empty=True)
 
-    def page(self, rows: Sequence[Row], limit: int, offset: int) -> Shaped:
-        has_more = len(rows) > limit
-        items = [self.row(r) for r in rows[:limit]]
-        pagination = {
-            "limit": limit,
-            "offset": offset,
-            "count": len(items),
-            "has_more": has_more,
-            "next_offset": offset + limit if has_more else None,
-        }
-        return Shaped(items, self.status, count=len(items), pagination=pagination)
+    def page(self, rows: Sequence[Row], page: PageRequest, *, total: int | None = None) -> Shaped:
+        """A page of a list: ``rows`` holds one row more than the page when more follow."""
+        pagination, headers = page.describe(rows, total=total)
+        items = [self.row(r) for r in rows[: page.limit]]
+        return Shaped(items, self.status, count=len(items), pagination=pagination, headers=headers)
 
 
 @dataclass(frozen=True)

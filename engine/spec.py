@@ -23,6 +23,8 @@ TYPES = ("integer", "number", "string", "boolean", "uuid", "date", "timestamp", 
 SHAPES = ("list", "object", "scalar", "none", "stream")
 STREAM_FORMATS = ("ndjson", "csv")
 PAGINATION_PARAMS = ("limit", "offset")
+COUNT_MODES = ("exact", "on_request", "none")
+_PAGINATE_KEYS = {"limit", "max_limit", "max_offset", "count", "keyset"}
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|float|uuid|path))?\}")
 _PARAM_KEYS = {
@@ -68,8 +70,19 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class Pagination:
+    """``result_mapping.paginate``: offset pages, or keyset pages when ``keyset`` is set."""
+
     limit: int
     max_limit: int
+    max_offset: int = 10_000  # a larger ?offset= is refused (deep pages need keyset)
+    count: str = "none"  # exact: always pagination.total; on_request: on Prefer: count=exact
+    keyset: tuple[str, ...] = ()  # result columns the pages are ordered by (unique together)
+    descending: tuple[bool, ...] = ()  # per keyset column: ordered DESC
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The query parameters the engine reads for this kind of pagination."""
+        return ("limit", "after") if self.keyset else ("limit", "offset")
 
 
 @dataclass(frozen=True)
@@ -211,16 +224,8 @@ def parse_result(raw: Any) -> ResultSpec:
     )
     paginate = None
     if raw.get("paginate") is not None:
-        p = raw["paginate"]
         _need(shape == "list", "result_mapping.paginate needs shape 'list'")
-        _need(isinstance(p, Mapping), "result_mapping.paginate must be an object")
-        limit = p.get("limit", 50)
-        max_limit = p.get("max_limit", max(limit, 1000) if isinstance(limit, int) else 1000)
-        _need(
-            isinstance(limit, int) and isinstance(max_limit, int) and 0 < limit <= max_limit,
-            "result_mapping.paginate needs integers 0 < limit <= max_limit",
-        )
-        paginate = Pagination(limit=limit, max_limit=max_limit)
+        paginate = parse_pagination(raw["paginate"])
     stream_format = raw.get("format", "ndjson")
     if shape == "stream":
         _need(stream_format in STREAM_FORMATS, "result_mapping.format must be ndjson or csv")
@@ -238,6 +243,88 @@ def parse_result(raw: Any) -> ResultSpec:
         stream_format=stream_format,
         csv_escape_formulas=escape_formulas,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_pagination(p: Any) -> Pagination:
+    """``result_mapping.paginate``: limit, max_limit, max_offset, count and keyset."""
+    where = "result_mapping.paginate"
+    _need(isinstance(p, Mapping), f"{where} must be an object")
+    unknown = set(p) - _PAGINATE_KEYS
+    _need(
+        not unknown,
+        f"{where} has unknown keys: {', '.join(sorted(unknown))} (known: "
+        f"{', '.join(sorted(_PAGINATE_KEYS))})",
+    )
+    limit = p.get("limit", 50)
+    max_limit = p.get("max_limit", max(limit, 1000) if _is_int(limit) else 1000)
+    _need(
+        _is_int(limit) and _is_int(max_limit) and 0 < limit <= max_limit,
+        f"{where} needs integers 0 < limit <= max_limit",
+    )
+    max_offset = p.get("max_offset", 10_000)
+    _need(
+        _is_int(max_offset) and max_offset >= 0,
+        f"{where}.max_offset must be a non-negative integer, not {_json(max_offset)}",
+    )
+    count = p.get("count")
+    count = "none" if count is None else count
+    _need(
+        count in COUNT_MODES,
+        f'{where}.count must be "exact" (always answer pagination.total), "on_request" '
+        '(only when the client sends Prefer: count=exact) or "none", not ' + _json(count),
+    )
+    columns: list[str] = []
+    descending: list[bool] = []
+    keyset = p.get("keyset")
+    if keyset is not None:
+        _need(
+            isinstance(keyset, list) and bool(keyset),
+            f"{where}.keyset must be a non-empty array of result column names, not {_json(keyset)}",
+        )
+        for i, item in enumerate(keyset):
+            column, desc = _keyset_column(f"{where}.keyset[{i}]", item)
+            _need(column not in columns, f"{where}.keyset names the column '{column}' twice")
+            columns.append(column)
+            descending.append(desc)
+    return Pagination(
+        limit=limit,
+        max_limit=max_limit,
+        max_offset=max_offset,
+        count=count,
+        keyset=tuple(columns),
+        descending=tuple(descending),
+    )
+
+
+def _keyset_column(where: str, item: Any) -> tuple[str, bool]:
+    """One keyset entry: "col", "-col" (descending) or {"column": "col", "desc": true}."""
+    if isinstance(item, str):
+        desc = item.startswith("-")
+        column = item[1:] if desc else item
+        _need(
+            bool(column.strip()),
+            f'{where} must name a result column ("col", "-col" for descending), not ' + _json(item),
+        )
+        return column, desc
+    _need(
+        isinstance(item, Mapping),
+        f'{where} must be a column name ("col" or "-col") or {{"column": "col", "desc": true}}, '
+        f"not {_json(item)}",
+    )
+    unknown = set(item) - {"column", "desc"}
+    _need(not unknown, f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    column = item.get("column")
+    desc = item.get("desc", False)
+    _need(
+        isinstance(column, str) and bool(column.strip()),
+        f"{where}.column must be a result column name, not {_json(column)}",
+    )
+    _need(isinstance(desc, bool), f"{where}.desc must be true or false, not {_json(desc)}")
+    return column, desc
 
 
 def _texts(value: Any, what: str) -> tuple[str, ...]:
@@ -309,8 +396,18 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
 
     result = parse_result(row.get("result_mapping"))
     if result.paginate:
-        clash = [p.name for p in params if p.source == "query" and p.name in PAGINATION_PARAMS]
+        taken = {*PAGINATION_PARAMS, *result.paginate.params}
+        clash = [p.name for p in params if p.source == "query" and p.name in taken]
         _need(not clash, f"query parameter(s) {', '.join(clash)} clash with pagination")
+        if method != "GET":
+            _need(
+                not result.paginate.keyset,
+                "result_mapping.paginate.keyset is only for GET endpoints",
+            )
+            _need(
+                result.paginate.count == "none",
+                "result_mapping.paginate.count is only for GET endpoints",
+            )
     if result.shape == "stream":
         _need(operation == "SELECT", "shape 'stream' needs database_operation SELECT")
 

@@ -210,3 +210,123 @@ def called_functions(sql: str) -> set[tuple[str | None, str]]:
         for w in words(sql)
         if w.called and (w.quoted or w.qualifier is not None or w.text not in _NOT_CALLS)
     }
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    """One item of the outer statement's ORDER BY, as written."""
+
+    text: str  # the item as written, direction included (spaces collapsed, comments dropped)
+    column: str | None  # the column it names, as PostgreSQL stores it; None: an expression
+    ordinal: int | None  # ORDER BY 2: the position of a result column
+    descending: bool
+    nulls: str | None  # "FIRST" or "LAST" when written
+
+
+_TOKEN_WORD = re.compile(r"[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*")
+_TOKEN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
+_ORDER_ENDS = frozenset({"LIMIT", "OFFSET", "FETCH", "FOR"})
+
+
+def _tokens(sql: str) -> Iterator[tuple[str, str, int, int, int]]:
+    """(kind, text, depth, start, end) of every token outside comments.
+
+    kind: ``word`` (unquoted, upper-cased), ``ident`` (quoted, as stored), ``number``,
+    ``literal`` (a string or dollar-quoted body) or ``op`` (any other character).
+    """
+    i, depth, n = 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c.isspace():
+            i += 1
+        elif c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif c == "/" and sql.startswith("/*", i):
+            i = _block_comment_end(sql, i)
+        elif c == "'":
+            escapes = (
+                i > 0
+                and sql[i - 1] in "eE"
+                and not (i > 1 and (sql[i - 2].isalnum() or sql[i - 2] in "_$"))
+            )
+            end = _quoted_end(sql, i + 1, "'", escapes=escapes)
+            yield "literal", sql[i:end], depth, i, end
+            i = end
+        elif c == '"':
+            end = _quoted_end(sql, i + 1, '"')
+            yield "ident", sql[i + 1 : end - 1].replace('""', '"'), depth, i, end
+            i = end
+        elif c == "$" and (tag := _DOLLAR_TAG.match(sql, i)):
+            close = sql.find(tag.group(0), tag.end())
+            end = n if close < 0 else close + len(tag.group(0))
+            yield "literal", sql[i:end], depth, i, end
+            i = end
+        elif m := _TOKEN_WORD.match(sql, i):
+            yield "word", m.group(0).upper(), depth, i, m.end()
+            i = m.end()
+        elif m := _TOKEN_NUMBER.match(sql, i):
+            yield "number", m.group(0), depth, i, m.end()
+            i = m.end()
+        else:
+            if c == ")":
+                depth = max(0, depth - 1)
+            yield "op", c, depth, i, i + 1
+            if c == "(":
+                depth += 1
+            i += 1
+
+
+def order_by(sql: str) -> tuple[OrderItem, ...] | None:
+    """The items of the outer statement's own ORDER BY (None when it has none).
+
+    Only depth 0 counts: an ORDER BY inside a subquery, a window or an aggregate is
+    not the statement's.
+    """
+    tokens = list(_tokens(sql))
+    start = None
+    for k in range(len(tokens) - 1):
+        kind, text, depth = tokens[k][:3]
+        if kind == "word" and text == "ORDER" and depth == 0:
+            after = tokens[k + 1]
+            if after[0] == "word" and after[1] == "BY" and after[2] == 0:
+                start = k + 2
+    if start is None:
+        return None
+    items: list[list[tuple[str, str, int, int, int]]] = [[]]
+    for token in tokens[start:]:
+        kind, text, depth = token[:3]
+        if depth == 0 and kind == "word" and text in _ORDER_ENDS:
+            break
+        if depth == 0 and kind == "op" and text in ",;":
+            if text == ";":
+                break
+            items.append([])
+            continue
+        items[-1].append(token)
+    return tuple(_order_item(sql, item) for item in items if item)
+
+
+def _order_item(sql: str, item: list[tuple[str, str, int, int, int]]) -> OrderItem:
+    text = " ".join(sql[item[0][3] : item[-1][4]].split())
+    words = [(kind, value) for kind, value, *_ in item]
+    nulls = None
+    if len(words) > 2 and words[-2] == ("word", "NULLS") and words[-1][1] in ("FIRST", "LAST"):
+        nulls = words[-1][1]
+        words = words[:-2]
+    descending = False
+    if len(words) > 1 and words[-1] in (("word", "ASC"), ("word", "DESC")):
+        descending = words[-1][1] == "DESC"
+        words = words[:-1]
+    column = ordinal = None
+    named = words[::2]
+    if len(words) == 1 and words[0][0] == "number" and words[0][1].isdigit():
+        ordinal = int(words[0][1])
+    elif (
+        len(words) % 2 == 1
+        and all(kind in ("word", "ident") for kind, _ in named)
+        and all(w == ("op", ".") for w in words[1::2])
+    ):  # col, t.col, s.t.col
+        kind, value = words[-1]
+        column = value if kind == "ident" else value.lower()
+    return OrderItem(text, column, ordinal, descending, nulls)

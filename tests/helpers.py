@@ -301,3 +301,26 @@ def compile_catalog(db: DB) -> Catalog:
 
 def status_of(catalog: Catalog, mapping_id: int) -> Any:
     return next(s for s in catalog.statuses if s.mapping_id == mapping_id)
+
+
+def offset_links(response: httpx.Response, pagination: dict[str, Any]) -> dict[str, Any]:
+    """``pagination`` without next/prev, once they are checked against the request.
+
+    next/prev are the request's URL (host-relative) with only ``offset`` changed:
+    ``next_offset`` for next, ``offset - limit`` (at least 0) for prev, null at the ends.
+    """
+    rest = dict(pagination)
+    sent = response.request.url
+    expected = {
+        "next": rest["next_offset"],
+        "prev": max(0, rest["offset"] - rest["limit"]) if rest["offset"] > 0 else None,
+    }
+    for rel, offset in expected.items():
+        url = rest.pop(rel)
+        if offset is None:
+            assert url is None, (rel, url)
+            continue
+        link = httpx.URL(url)
+        assert not link.host and link.path == sent.path, (rel, url)
+        assert dict(link.params) == {**dict(sent.params), "offset": str(offset)}, (rel, url)
+    return rest

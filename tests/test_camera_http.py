@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from tests.engine_server import EngineClient
-from tests.helpers import assert_problem, catalog_report, serve
+from tests.helpers import assert_problem, catalog_report, offset_links, serve
 from tests.pg import DB
 
 CAMERAS = "/api/v1/cameras"
@@ -146,7 +146,7 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
 def page(response: httpx.Response) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     body = ok(response)
     assert set(body) == {"data", "pagination"}, body
-    return body["data"], body["pagination"]
+    return body["data"], offset_links(response, body["pagination"])
 
 
 def pagination(limit: int, offset: int, count: int, has_more: bool) -> dict[str, Any]:

@@ -303,7 +303,15 @@ def test_pagination(db: DB, make_client: Maker) -> None:
     body = client.get("/s/pages").json()
     assert body == {
         "data": [{"id": 1, "widget_name": "bolt"}, {"id": 2, "widget_name": "nut"}],
-        "pagination": {"limit": 2, "offset": 0, "count": 2, "has_more": True, "next_offset": 2},
+        "pagination": {
+            "limit": 2,
+            "offset": 0,
+            "count": 2,
+            "has_more": True,
+            "next_offset": 2,
+            "next": "/s/pages?offset=2",
+            "prev": None,
+        },
     }
     body = client.get("/s/pages", params={"offset": 2}).json()
     assert names(body["data"]) == ["gear", "cog"]
@@ -316,6 +324,8 @@ def test_pagination(db: DB, make_client: Maker) -> None:
         "count": 2,
         "has_more": False,
         "next_offset": None,
+        "next": None,
+        "prev": "/s/pages?limit=3&offset=0",
     }
     # exactly a full last page: no more
     body = client.get("/s/pages", params={"limit": 3, "offset": 2}).json()
@@ -506,6 +516,8 @@ def test_paginated_template_and_pagination_under_a_success_template(
         "count": 1,
         "has_more": False,
         "next_offset": None,
+        "next": None,
+        "prev": "/s/paged?offset=2",
     }
     assert r.headers["x-paged"] == "yes"
     assert "x-success" not in r.headers
