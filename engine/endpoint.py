@@ -35,10 +35,9 @@ from engine.observe import CURRENT, Exchange, Observer, notify
 from engine.pagination import (
     Cursors,
     PageRequest,
-    PageUrl,
     cursor_key,
     load_cursor_secret,
-    prefers_exact_count,
+    page_request,
     request_path,
 )
 from engine.ratelimit import Network, RateLimiter, client_address
@@ -52,7 +51,6 @@ log = logging.getLogger("engine.endpoint")
 
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
-_DIGITS = re.compile(r"[0-9]{1,19}")
 # W3C Trace Context: version-traceid-parentid-flags (version ff is invalid)
 _TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
 
@@ -369,86 +367,15 @@ async def _page_args(
     """The page asked for (limit, offset or after, count) and how to link to the others."""
     paginate = ep.spec.result.paginate
     assert paginate is not None
-    query = request.query_params
-    errors = []
-    limit, offset = paginate.limit, 0
-    for name in paginate.params:
-        given = len(query.getlist(name))
-        if given > 1:  # never silently the last one
-            errors.append(
-                {
-                    "parameter": name,
-                    "in": "query",
-                    "message": f"{name} must be given once, not {given} times",
-                }
-            )
-    raw_limit = query.get("limit")
-    raw_offset = query.get("offset")
-    if raw_limit is not None:
-        if _DIGITS.fullmatch(raw_limit) and 1 <= int(raw_limit) <= paginate.max_limit:
-            limit = int(raw_limit)
-        else:
-            errors.append(
-                {
-                    "parameter": "limit",
-                    "in": "query",
-                    "message": f"limit must be an integer from 1 to {paginate.max_limit}",
-                }
-            )
-    if paginate.keyset and raw_offset is not None:
-        errors.append(
-            {
-                "parameter": "offset",
-                "in": "query",
-                "message": "this endpoint pages by keyset, not by offset: follow "
-                "pagination.next (or the Link rel=next), which carries ?after=<cursor>",
-            }
-        )
-    elif raw_offset is not None:
-        if _DIGITS.fullmatch(raw_offset) and int(raw_offset) <= paginate.max_offset:
-            offset = int(raw_offset)
-        elif _DIGITS.fullmatch(raw_offset):
-            errors.append(
-                {
-                    "parameter": "offset",
-                    "in": "query",
-                    "message": f"offset may be at most {paginate.max_offset}: deeper pages need "
-                    "keyset pagination (result_mapping.paginate.keyset), which pages with "
-                    "?after=<cursor> instead of offset",
-                }
-            )
-        else:
-            errors.append(
-                {
-                    "parameter": "offset",
-                    "in": "query",
-                    "message": "offset must be a non-negative integer",
-                }
-            )
-    if errors:
-        raise ApiError("INVALID_PARAMETER", "Invalid pagination parameter(s)", errors=errors)
-    asked = paginate.count != "none" and prefers_exact_count(request.headers.getlist("prefer"))
-    url = PageUrl(
-        request_path(request.scope.get("raw_path"), request.url.path),
-        tuple(query.multi_items()),
-    )
-    cursors = after = None
-    if paginate.keyset:
+    cursors = None
+    if paginate.keyset:  # a cursor is signed for this endpoint and these bound values
         cursors = Cursors(await _cursor_key(services), ep.spec.id, ep.cursor_scope, encode(args))
-        raw_after = query.get("after")
-        if raw_after is not None:
-            after = cursors.verify(raw_after, len(paginate.keyset))
-    return PageRequest(
-        limit=limit,
-        url=url,
-        offset=offset,
-        max_offset=paginate.max_offset,
-        keyset=paginate.keyset,
-        after=after,
-        cursors=cursors,
-        counted=paginate.count == "exact" or asked,
-        count_mode=paginate.count,
-        asked_count=asked,
+    return page_request(
+        paginate,
+        request.query_params,
+        request.headers.getlist("prefer"),
+        request_path(request.scope.get("raw_path"), request.url.path),
+        cursors,
     )
 
 

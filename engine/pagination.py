@@ -323,3 +323,98 @@ class PageRequest:
             "next_cursor": cursor,
         }
         return info, [("next", next_url), ("first", self.url.link(after=None))]
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def page_request(
+    paginate: Any,
+    query: Any,
+    prefer: Iterable[str],
+    path: str,
+    cursors: Cursors | None,
+) -> PageRequest:
+    """The page a request asks for, from its query (``limit``, ``offset`` or ``after``),
+    its ``Prefer`` headers and its path; 400 ``INVALID_PARAMETER`` / ``INVALID_CURSOR``.
+
+    ``paginate`` is the row's ``result_mapping.paginate``; ``query`` the request's
+    query parameters (``get``, ``getlist``, ``multi_items``); ``cursors`` signs and
+    checks this request's cursors on a keyset endpoint.
+    """
+    errors = []
+    limit, offset = paginate.limit, 0
+    for name in paginate.params:
+        given = len(query.getlist(name))
+        if given > 1:  # never silently the last one
+            errors.append(
+                {
+                    "parameter": name,
+                    "in": "query",
+                    "message": f"{name} must be given once, not {given} times",
+                }
+            )
+    raw_limit = query.get("limit")
+    raw_offset = query.get("offset")
+    if raw_limit is not None:
+        if _DIGITS.fullmatch(raw_limit) and 1 <= int(raw_limit) <= paginate.max_limit:
+            limit = int(raw_limit)
+        else:
+            errors.append(
+                {
+                    "parameter": "limit",
+                    "in": "query",
+                    "message": f"limit must be an integer from 1 to {paginate.max_limit}",
+                }
+            )
+    if paginate.keyset and raw_offset is not None:
+        errors.append(
+            {
+                "parameter": "offset",
+                "in": "query",
+                "message": "this endpoint pages by keyset, not by offset: follow "
+                "pagination.next (or the Link rel=next), which carries ?after=<cursor>",
+            }
+        )
+    elif raw_offset is not None:
+        if _DIGITS.fullmatch(raw_offset) and int(raw_offset) <= paginate.max_offset:
+            offset = int(raw_offset)
+        elif _DIGITS.fullmatch(raw_offset):
+            errors.append(
+                {
+                    "parameter": "offset",
+                    "in": "query",
+                    "message": f"offset may be at most {paginate.max_offset}: deeper pages need "
+                    "keyset pagination (result_mapping.paginate.keyset), which pages with "
+                    "?after=<cursor> instead of offset",
+                }
+            )
+        else:
+            errors.append(
+                {
+                    "parameter": "offset",
+                    "in": "query",
+                    "message": "offset must be a non-negative integer",
+                }
+            )
+    if errors:
+        raise ApiError("INVALID_PARAMETER", "Invalid pagination parameter(s)", errors=errors)
+    asked = paginate.count != "none" and prefers_exact_count(prefer)
+    after = None
+    if paginate.keyset:
+        assert cursors is not None
+        raw_after = query.get("after")
+        if raw_after is not None:
+            after = cursors.verify(raw_after, len(paginate.keyset))
+    return PageRequest(
+        limit=limit,
+        url=PageUrl(path, tuple(query.multi_items())),
+        offset=offset,
+        max_offset=paginate.max_offset,
+        keyset=paginate.keyset,
+        after=after,
+        cursors=cursors,
+        counted=paginate.count == "exact" or asked,
+        count_mode=paginate.count,
+        asked_count=asked,
+    )

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from starlette.datastructures import QueryParams
 
 from engine import sqltext
 from engine.compiler import keyset_sql
@@ -29,10 +30,11 @@ from engine.pagination import (
     cursor_key,
     cursor_text,
     link_header,
+    page_request,
     prefers_exact_count,
     request_path,
 )
-from engine.spec import parse_row
+from engine.spec import Pagination, parse_row
 from tests.engine_server import EngineClient
 from tests.helpers import (
     add_endpoint,
@@ -152,6 +154,36 @@ def test_prefer_count_exact() -> None:
     assert not prefers_exact_count(["count=estimated"])
     assert not prefers_exact_count(["exact"])
     assert not prefers_exact_count([])
+
+
+def _asked(paginate: Pagination, query: str, prefer: tuple[str, ...] = ()) -> PageRequest:
+    cursors = Cursors(cursor_key(b"s"), 1, "scope", b"[]") if paginate.keyset else None
+    return page_request(paginate, QueryParams(query), prefer, "/p", cursors)
+
+
+def test_page_requests_are_read_from_the_query_without_a_database() -> None:
+    offsets = Pagination(limit=20, max_limit=100, max_offset=1000, count="on_request")
+    page = _asked(offsets, "limit=5&offset=1000&x=1", ("count=exact",))
+    assert (page.limit, page.offset, page.counted, page.args) == (5, 1000, True, (6, 1000))
+    assert page.url.query == (("limit", "5"), ("offset", "1000"), ("x", "1"))
+    assert not _asked(offsets, "").counted and _asked(offsets, "").limit == 20
+    for query, says in [
+        ("offset=1001", "keyset"),
+        ("limit=101", "from 1 to 100"),
+        ("limit=0", "from 1 to 100"),
+        ("offset=-1", "non-negative"),
+        ("limit=1&limit=2", "once"),
+    ]:
+        with pytest.raises(ApiError) as refused:
+            _asked(offsets, query)
+        assert refused.value.code == "INVALID_PARAMETER"
+        assert says in str(refused.value.errors), (query, refused.value.errors)
+    keyset = Pagination(limit=10, max_limit=10, keyset=("id",), descending=(False,))
+    with pytest.raises(ApiError, match="pagination"):
+        _asked(keyset, "offset=10")
+    with pytest.raises(ApiError) as tampered:
+        _asked(keyset, "after=AAAA")
+    assert tampered.value.code == "INVALID_CURSOR"
 
 
 def test_offset_page_description() -> None:
