@@ -1,12 +1,17 @@
-"""API keys: creating, listing and revoking them, and checking them from memory.
+"""API keys: creating, listing, rotating, revoking and deleting them, and checking them from memory.
 
 A key looks like ``ek_<prefix>_<secret>``. The table keeps the prefix (to find
 the row) and the SHA-256 of the whole key, never the key. :class:`KeyStore`
 holds the keys of the database in memory, reloaded on ``NOTIFY engine_keys``,
 so checking a key needs no database connection and a revocation reaches every
 process at once. Revoked and expired keys are kept too, so a refusal can say
-why (:class:`KeyRefused`: unknown, wrong secret, revoked, expired). ``last_used_at`` is written in batches, off the
-request path.
+why (:class:`KeyRefused`: unknown, wrong secret, revoked, expired).
+``last_used_at`` is written in batches, off the request path.
+
+Rotating gives a key row a new prefix and secret (same name, roles, permissions,
+tenant and expiry): the old key stops matching in every process on the same
+``NOTIFY``. Only a revoked or expired key may be deleted, so an admin never
+removes a key in use by mistake.
 """
 
 from __future__ import annotations
@@ -53,6 +58,19 @@ SELECT name, key_prefix, roles, permissions, tenant_id, {_CLAMP.format("expires_
 FROM api_keys ORDER BY name
 """
 REVOKE_KEY = "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+# only a usable key is rotated: a revoked or expired one would get a secret that cannot work
+ROTATE_KEY = """
+UPDATE api_keys SET key_prefix = $2, key_hash = $3
+WHERE name = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+DELETE_KEY = """
+DELETE FROM api_keys
+WHERE name = $1 AND (revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= now()))
+"""
+KEY_STATE = f"""
+SELECT {_CLAMP.format("expires_at")}, {_CLAMP.format("revoked_at")}
+FROM api_keys WHERE name = $1
+"""
 TOUCH_KEYS = "UPDATE api_keys SET last_used_at = now() WHERE name = ANY($1::text[])"
 
 
@@ -224,3 +242,52 @@ async def revoke_key(conn: asyncpg.Connection, name: str) -> None:
     status = await conn.execute(REVOKE_KEY, name)
     if status.endswith(" 0"):
         raise KeyError_(f"no active key named {name!r}")
+
+
+async def _why_not(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
+    """The key row's state, once an UPDATE/DELETE guarded on it matched nothing."""
+    row = await conn.fetchrow(KEY_STATE, name)
+    if row is None:
+        raise KeyError_(f"no key named {name!r}")
+    return row
+
+
+async def rotate_key(conn: asyncpg.Connection, name: str) -> str:
+    """Give key ``name`` a new secret and return it (shown only this once).
+
+    The row keeps its name, roles, permissions, tenant and expiry; the old key
+    stops working in every engine process at once (the update sends
+    ``NOTIFY engine_keys``). A revoked, expired or unknown key is refused.
+    """
+    for _ in range(3):  # a new prefix clashing with another key's is all but impossible
+        key, prefix = new_key()
+        try:
+            status = await conn.execute(ROTATE_KEY, name, prefix, hash_key(key))
+        except asyncpg.UniqueViolationError:
+            continue
+        if not status.endswith(" 0"):
+            return key
+        row = await _why_not(conn, name)
+        if row["revoked_at"] is not None:
+            raise KeyError_(
+                f"key {name!r} was revoked at {row['revoked_at'].isoformat(timespec='seconds')}: "
+                "a revoked key cannot be rotated; create a new one"
+            )
+        if row["expires_at"] is not None and row["expires_at"] <= dt.datetime.now(dt.UTC):
+            raise KeyError_(
+                f"key {name!r} expired at {row['expires_at'].isoformat(timespec='seconds')}: "
+                "an expired key cannot be rotated; create a new one"
+            )
+        # changed between our UPDATE and SELECT (revoked and restored by hand?): try again
+    raise KeyError_(f"could not rotate key {name!r} (it kept changing meanwhile); try again")
+
+
+async def delete_key(conn: asyncpg.Connection, name: str) -> None:
+    """Delete key ``name``, which must be revoked or expired (an active key is refused)."""
+    status = await conn.execute(DELETE_KEY, name)
+    if status.endswith(" 0"):
+        await _why_not(conn, name)
+        raise KeyError_(
+            f"key {name!r} is active: revoke it first "
+            f"(python -m engine keys revoke {name}), then delete it"
+        )

@@ -1,10 +1,68 @@
-"""The command line an operator uses: migrate, seed, check, routes, token, settings."""
+"""The command line an operator uses: help, migrate, seed, check, routes, token, settings."""
 
 from __future__ import annotations
 
+import argparse
+import re
+from collections.abc import Iterator
+
 import jwt
 
+from engine.cli import build_parser
 from tests.helpers import add_endpoint, run_cli
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The verbs registered directly under ``parser``, by name."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def every_parser(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for name, child in subcommands(parser).items():
+        yield from every_parser(child, (*path, name))
+
+
+def listed_commands(help_text: str) -> dict[str, str]:
+    """The ``commands:`` section of a --help text: verb -> its one-line description."""
+    section = help_text.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0]
+    return dict(re.findall(r"^    (\S+)\s+(\S.*)$", section, flags=re.MULTILINE))
+
+
+def test_help_lists_every_verb_in_plain_text():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "`" not in text
+    parser = build_parser()
+    listed = listed_commands(text)
+    assert set(listed) == set(subcommands(parser)), listed
+    for name in ("keys", "settings", "routes", "check", "serve"):
+        assert name in listed
+    # the epilog: examples and the variable that matters most
+    assert "examples:" in text and "python -m engine routes --all" in text
+    assert "DATABASE_URL" in text and "python -m engine settings" in text
+
+
+def test_every_verbs_help_is_plain_and_describes_it():
+    for path, parser in every_parser(build_parser()):
+        text = parser.format_help()
+        where = " ".join(path) or "(top level)"
+        assert "`" not in text and "**" not in text, where
+        assert parser.description, f"{where} --help has no description"
+        children = subcommands(parser)
+        if children:
+            assert set(listed_commands(text)) == set(children), where
+    keys_help = run_cli("keys", "--help")
+    assert keys_help.returncode == 0
+    for verb in ("create", "list", "rotate", "revoke", "delete"):
+        assert verb in listed_commands(keys_help.stdout)
 
 
 def test_check_passes_on_the_seeded_catalogue_and_fails_on_a_bad_row(db, db_url):
@@ -33,6 +91,36 @@ def test_routes_lists_the_served_endpoints(db_url):
     assert result.returncode == 0, result.stderr
     assert "GET    /api/v1/cameras " in result.stdout
     assert "POST   /api/v1/cameras/{id}/counting" in result.stdout
+
+
+def test_routes_all_lists_drafts_and_refused_rows_with_their_reasons(db, db_url):
+    draft = add_endpoint(db, "/t/draft", sql="SELECT 1 AS one", is_active=False)
+    broken = add_endpoint(db, "/t/broken", sql="SELECT * FROM missing_table")
+    owner = add_endpoint(db, "/t/owned", sql="SELECT 1 AS one")
+    clash = add_endpoint(db, "/t/owned/", sql="SELECT 2 AS two")
+    every = run_cli("routes", "--all", url=db_url)
+    assert every.returncode == 0, every.stderr
+
+    def line_of(mapping_id: int) -> str:
+        (line,) = [x for x in every.stdout.splitlines() if f"(id={mapping_id}, v" in x]
+        return line
+
+    assert line_of(draft).startswith("DRAFT    GET    /t/draft  ")
+    assert line_of(draft).endswith(": inactive (is_active = false)")
+    assert line_of(broken).startswith("REFUSED  GET    /t/broken  (id=")
+    assert "missing_table" in line_of(broken)
+    assert line_of(owner) == f"SERVING  GET    /t/owned  (id={owner}, v1, list, public)"
+    assert line_of(clash).startswith("REFUSED  GET    /t/owned/  ")
+    assert f"as mapping id={owner} (/t/owned)" in line_of(clash)
+    assert "GET    /api/v1/cameras  (id=" in every.stdout  # the seeded rows too
+    total = db.fetchval("SELECT count(*) FROM api_endpoint_mappings")
+    assert f"{total} row(s): " in every.stdout and "2 refused" in every.stdout
+
+    served = run_cli("routes", url=db_url)  # without --all: what serves, as before
+    assert served.returncode == 0, served.stderr
+    assert "GET    /t/owned  " in served.stdout
+    assert "/t/draft" not in served.stdout
+    assert f"SKIPPED api_endpoint_mappings id={broken} GET /t/broken" in served.stdout
 
 
 def test_migrate_and_seed_are_idempotent_from_the_cli(empty_db_url):
