@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,15 +46,38 @@ EXPOSE_HEADERS = (
     "Content-Disposition",
     "Preference-Applied",
     "Location",
+    "Idempotent-Replayed",
 )
 
 MethodsFor = Callable[[str], "tuple[Sequence[str], Sequence[str]] | None"]
 """path -> (methods it answers, extra request headers its routes read), or None if unknown."""
 
 
+# the engine's operator paths: never readable by a page on another origin
+NO_CORS_PREFIXES = ("/metrics", "/_engine/", "/health/")
+# answer headers a page may read without being exposed (Fetch: CORS-safelisted), and
+# the ones that make no sense to expose
+_NOT_EXPOSED = frozenset(
+    (
+        b"cache-control",
+        b"content-language",
+        b"content-length",
+        b"content-type",
+        b"expires",
+        b"last-modified",
+        b"pragma",
+        b"vary",
+        b"date",
+        b"server",
+        b"set-cookie",
+    )
+)
+_STATIC_EXPOSED = frozenset(h.lower().encode() for h in EXPOSE_HEADERS)
+
+
 @dataclass(frozen=True)
 class CorsPolicy:
-    origins: frozenset[str]
+    origins: frozenset[str]  # lower-case scheme://host[:port]
     any_origin: bool
     max_age_s: int
 
@@ -62,28 +86,52 @@ class CorsPolicy:
         """``ENGINE_CORS_ORIGINS``: comma-separated origins or ``*``; None when unset."""
         if raw is None or not raw.strip():
             return None
-        items = {o.strip().rstrip("/") for o in raw.split(",") if o.strip()}
-        any_origin = "*" in items
-        bad = [o for o in items - {"*"} if "://" not in o]
+        origins: set[str] = set()
+        any_origin = False
+        bad: list[str] = []
+        for item in (o.strip() for o in raw.split(",")):
+            if not item:
+                continue
+            if item == "*":
+                any_origin = True
+                continue
+            parts = urlsplit(item.lower())
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username
+            ):
+                bad.append(item)
+                continue
+            origins.add(f"{parts.scheme}://{parts.netloc}")
         if bad:
             raise ValueError(
                 f"ENGINE_CORS_ORIGINS: {', '.join(sorted(bad))} is not an origin "
-                "(scheme://host[:port]) nor *"
+                "(http(s)://host[:port], no path) nor *"
             )
-        return cls(frozenset(items - {"*"}), any_origin, max_age_s)
+        return cls(frozenset(origins), any_origin, max_age_s)
+
+    @property
+    def varies(self) -> bool:
+        """Whether answers depend on the Origin (explicit origins are echoed back)."""
+        return bool(self.origins)
 
     def allows(self, origin: str) -> bool:
         return self.any_origin or origin in self.origins
 
-    def origin_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
-        """The headers every answer to an allowed origin carries."""
-        if self.any_origin and origin not in self.origins:
+    def origin_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of an answer to ``origin`` (none when it is not allowed)."""
+        if origin is not None and origin in self.origins:
+            return [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-allow-credentials", b"true"),
+            ]
+        if self.any_origin:
             return [(b"access-control-allow-origin", b"*")]
-        return [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
-            (b"vary", b"Origin"),
-        ]
+        return []
 
 
 class Cors:
@@ -93,7 +141,6 @@ class Cors:
         self.app = app
         self.policy = policy
         self.methods_for = methods_for
-        self._expose = (b"access-control-expose-headers", ", ".join(EXPOSE_HEADERS).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,15 +150,23 @@ class Cors:
             await self._options(scope, receive, send)
             return
         policy = self.policy
-        origin = _origin(scope) if policy is not None else None
-        if policy is None or origin is None or not policy.allows(origin):
+        if policy is None or scope["path"].startswith(NO_CORS_PREFIXES):
             await self.app(scope, receive, send)
             return
-        extra = [*policy.origin_headers(origin), self._expose]
+        extra = policy.origin_headers(_origin(scope))
+        varies = policy.varies
+        if not extra and not varies:
+            await self.app(scope, receive, send)
+            return
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+                headers = list(message.get("headers", ()))
+                if varies:  # caches must keep one answer per Origin
+                    headers = _vary_origin(headers)
+                if extra:
+                    headers += [*extra, _expose(headers)]
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -127,19 +182,17 @@ class Cors:
         headers = [(b"allow", allow)]
         policy = self.policy
         origin = _origin(scope) if policy is not None else None
-        if policy is not None and origin is not None:
-            headers.append((b"vary", b"Origin"))
-            if policy.allows(origin):
-                asked = Headers(scope=scope).get("access-control-request-method")
-                if asked is not None:  # a preflight
-                    headers += [
-                        *(h for h in policy.origin_headers(origin) if h[0] != b"vary"),
-                        (b"access-control-allow-methods", allow),
-                        (b"access-control-allow-headers", _allow_headers(route_headers)),
-                        (b"access-control-max-age", str(policy.max_age_s).encode()),
-                    ]
-                else:
-                    headers += [h for h in policy.origin_headers(origin) if h[0] != b"vary"]
+        if policy is not None and not path.startswith(NO_CORS_PREFIXES):
+            if policy.varies:
+                headers.append((b"vary", b"Origin"))
+            allowed = policy.origin_headers(origin) if origin is not None else []
+            headers += allowed
+            if allowed and Headers(scope=scope).get("access-control-request-method"):
+                headers += [  # a preflight
+                    (b"access-control-allow-methods", allow),
+                    (b"access-control-allow-headers", _allow_headers(route_headers)),
+                    (b"access-control-max-age", str(policy.max_age_s).encode()),
+                ]
         await _send(send, 204, headers, b"")
 
 
@@ -165,8 +218,30 @@ def catalog_methods(catalog: Any, path: str) -> tuple[list[str], list[str]] | No
 def _origin(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"origin":
-            return value.decode("latin-1").rstrip("/")
+            return value.decode("latin-1").lower()
     return None
+
+
+def _vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with Origin added to their Vary (one header, merged)."""
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            if b"origin" not in value.lower():
+                headers[i] = (name, value + b", Origin")
+            return headers
+    return [*headers, (b"vary", b"Origin")]
+
+
+def _expose(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    """Access-Control-Expose-Headers: the engine's headers and any other this answer has
+    (a response template's own, Idempotent-Replayed...)."""
+    names = list(EXPOSE_HEADERS)
+    for name, _ in headers:
+        low = name.lower()
+        if low in _NOT_EXPOSED or low in _STATIC_EXPOSED or low.startswith(b"access-control-"):
+            continue
+        names.append(name.decode("latin-1"))
+    return (b"access-control-expose-headers", ", ".join(dict.fromkeys(names)).encode())
 
 
 def _allow_headers(route_headers: Iterable[str]) -> bytes:

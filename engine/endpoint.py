@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
@@ -44,7 +44,7 @@ from engine.ratelimit import Network, RateLimiter, client_address
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
 from engine.shaping import Rendered, Shaped, default_page_body, encode
-from engine.streaming import StreamOrigin, Streams, stream_response
+from engine.streaming import StreamAborted, StreamOrigin, Streams, stream_response
 from engine.validation import require_object
 
 log = logging.getLogger("engine.endpoint")
@@ -88,7 +88,8 @@ _ids = itertools.count(1)
 
 
 def request_id_of(headers: Mapping[str, str]) -> str:
-    """The client's X-Request-ID when well-formed, else the W3C trace id, else a new one."""
+    """The client's X-Request-ID when well-formed, else ``<trace id>-<parent id>`` of a W3C
+    ``traceparent``, else a new one."""
     given = headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
@@ -96,7 +97,9 @@ def request_id_of(headers: Mapping[str, str]) -> str:
     if parent:
         found = _TRACEPARENT.fullmatch(parent.strip().lower())
         if found and found[1] != "0" * 32 and found[2] != "0" * 16:
-            return found[1]
+            # the trace id (shared by every call of the trace) and the caller's span id
+            # (this call's own): correlated with the trace, yet one request's own id
+            return f"{found[1]}-{found[2]}"
     return f"{_ID_PREFIX}-{next(_ids):x}"
 
 
@@ -117,14 +120,40 @@ class Dispatcher:
             response = await handle(services, request, exchange)
             exchange.status = response.status_code
             exchange.cache = response.headers.get("x-cache")
-            await response(scope, receive, send)
-        except BaseException:
-            exchange.abandoned = True  # cancelled, or the answer could not be sent whole
+            if isinstance(response, StreamingResponse):
+                await response(scope, *_watched(exchange, receive, send))
+            else:
+                await response(scope, receive, send)
+        except StreamAborted:  # the export failed after it started: a failure, not a 200
+            exchange.status = 500
+            raise
+        except BaseException:  # cancelled: the client is gone
+            exchange.abandoned = True
             raise
         finally:
             CURRENT.reset(token)
             exchange.duration_s = time.perf_counter() - exchange.started
             notify(services.observers, exchange)
+
+
+def _watched(exchange: Exchange, receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """``receive`` and ``send`` of a stream, marking the exchange abandoned when the client
+    disconnects before the last chunk went out (Starlette listens for it while streaming)."""
+    done = False
+
+    async def watched_receive() -> Message:
+        message = await receive()
+        if message["type"] == "http.disconnect" and not done:
+            exchange.abandoned = True
+        return message
+
+    async def watched_send(message: Message) -> None:
+        nonlocal done
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            done = True
+
+    return watched_receive, watched_send
 
 
 async def handle(services: Services, request: Request, exchange: Exchange) -> Response:
@@ -140,6 +169,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
         match = catalog.match(path, method)
         if match is None:
             raise ApiError("ROUTE_NOT_FOUND", f"No endpoint is published at {method} {path}")
+        exchange.route = match.route
         if match.endpoint is None:
             raise ApiError(
                 "METHOD_NOT_ALLOWED",
@@ -154,7 +184,6 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
             )
         ep = match.endpoint
         spec = ep.spec
-        exchange.route = spec.path
         exchange.endpoint_id = spec.id
         principal = services.authenticator.authenticate(request.headers)
         if principal is not None:
@@ -219,6 +248,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
             services, catalog, ep, error, request, request_id, started, principal, state
         )
     except ClientDisconnect:  # the caller left while sending its body: nobody to answer
+        exchange.abandoned = True
         log.info("client left during %s %s", method, path)
         return Response(status_code=400, headers=state["headers"])
     except Exception as exc:  # a bug of ours: still a coded answer, never a bare 500

@@ -49,13 +49,17 @@ Observer = Callable[[Exchange], None]
 CURRENT: ContextVar[Exchange | None] = ContextVar("engine_exchange", default=None)
 
 
-def record_statement(elapsed_s: float, sql: str, args: Sequence[Any]) -> None:
-    """Add one statement's time to the current request's exchange (if any)."""
+def record_statement(
+    elapsed_s: float, sql: str, args: Sequence[Any], *, more_of_the_last: bool = False
+) -> None:
+    """Add one statement's time to the current request's exchange (if any);
+    ``more_of_the_last``: more time of the statement recorded before (a cursor's fetch)."""
     exchange = CURRENT.get()
     if exchange is None:
         return
     exchange.db_s += elapsed_s
-    exchange.statements += 1
+    if not more_of_the_last:
+        exchange.statements += 1
     if elapsed_s > exchange.slowest_s:
         exchange.slowest_s = elapsed_s
         exchange.slowest_sql = sql

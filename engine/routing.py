@@ -49,6 +49,7 @@ class Match:
     endpoint: Any
     path_params: Mapping[str, str]
     allowed: tuple[str, ...] = ()
+    route: str | None = None  # the path template matched (for figures and logs)
 
 
 class RouteTable:
@@ -74,20 +75,23 @@ class RouteTable:
         if method == "HEAD":
             method = "GET"
         allowed: set[str] = set()
+        first: str | None = None  # the most specific route at the path, for a 405
         route = self._exact.get(path)
         if route is not None:
             owner = route.methods.get(method)
             if owner is not None:
-                return Match(owner, {})
+                return Match(owner, {}, route=route.path)
             allowed.update(route.methods)
+            first = route.path
         for route in self._patterns:
             m = route.regex.match(path)
             if m is None:
                 continue
             owner = route.methods.get(method)
             if owner is not None:
-                return Match(owner, m.groupdict())
+                return Match(owner, m.groupdict(), route=route.path)
             allowed.update(route.methods)
+            first = first or route.path
         if allowed:
-            return Match(None, {}, tuple(sorted(allowed)))
+            return Match(None, {}, tuple(sorted(allowed)), route=first)
         return None

@@ -42,6 +42,7 @@ from engine.catalog import CompiledEndpoint
 from engine.database import RETRY_AFTER_S, release, translate
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_headers, safe_query
 from engine.errors import ApiError, ErrorCatalog, parse_accept_language, problem_body
+from engine.observe import record_statement
 from engine.shaping import PgText, encode
 
 log = logging.getLogger("engine.streaming")
@@ -198,8 +199,10 @@ async def stream_response(
     try:
         await export.tx.start()
         export.in_transaction = True
+        opened = time.perf_counter()
         cursor = await conn.cursor(ep.sql, *args, timeout=ep.timeout_s)
         first = await cursor.fetch(BATCH, timeout=ep.timeout_s)
+        record_statement(time.perf_counter() - opened, ep.sql, args)
     except BaseException as exc:
         await export.given_back()
         if isinstance(exc, _DRIVER_ERRORS):
@@ -233,7 +236,10 @@ async def stream_response(
                 if remaining <= 0:
                     raise TimeoutError(f"cut after {streams.max_seconds} s")
                 timeout = remaining if ep.timeout_s is None else min(ep.timeout_s, remaining)
+                fetching = time.perf_counter()
                 batch = await cursor.fetch(BATCH, timeout=timeout)
+                elapsed = time.perf_counter() - fetching
+                record_statement(elapsed, ep.sql, args, more_of_the_last=True)
         except Exception as exc:
             export.give_back()  # first, whatever happens to the writes below
             cut = isinstance(exc, TimeoutError) and time.monotonic() >= deadline

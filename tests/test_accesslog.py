@@ -40,6 +40,7 @@ Maker = Callable[..., EngineClient]
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+FROM_TRACE = f"{TRACE_ID}-00f067aa0ba902b7"  # the trace id, then this call's own span id
 
 
 # --- the request id ---------------------------------------------------------------------
@@ -57,12 +58,12 @@ def test_a_malformed_request_id_is_replaced(given):
     assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made), made
     assert request_id_of({"x-request-id": given}) != made  # each request its own
     # a malformed id does not hide a valid traceparent
-    assert request_id_of({"x-request-id": given, "traceparent": TRACEPARENT}) == TRACE_ID
+    assert request_id_of({"x-request-id": given, "traceparent": TRACEPARENT}) == FROM_TRACE
 
 
-def test_a_valid_traceparent_gives_its_trace_id():
-    assert request_id_of({"traceparent": TRACEPARENT}) == TRACE_ID
-    assert request_id_of({"traceparent": f" {TRACEPARENT.upper()} "}) == TRACE_ID
+def test_a_valid_traceparent_gives_its_trace_and_parent_id():
+    assert request_id_of({"traceparent": TRACEPARENT}) == FROM_TRACE
+    assert request_id_of({"traceparent": f" {TRACEPARENT.upper()} "}) == FROM_TRACE
 
 
 @pytest.mark.parametrize(
@@ -446,7 +447,7 @@ def test_every_catalogue_request_is_one_line_and_no_credential_is_written(
     assert miss["request_id"] == "mine-1"
     assert (miss["route"], miss["path"], miss["status"]) == ("/items/{id}", "/items/1", 200)
     assert miss["cache"] == "MISS" and miss["db_ms"] > 0
-    assert hit["request_id"] == TRACE_ID
+    assert hit["request_id"] == FROM_TRACE
     assert hit["cache"] == "HIT" and hit["db_ms"] == 0
     assert (by_key["subject"], by_key["cache"], by_key["route"]) == (
         "key:dashboard",

@@ -7,7 +7,14 @@ import pytest
 from engine.cors import ALLOW_HEADERS, CorsPolicy
 from engine.errors import SpecError
 from engine.spec import parse_row, reserved_path
-from tests.helpers import add_endpoint, assert_problem, compile_catalog, serve, status_of
+from tests.helpers import (
+    add_endpoint,
+    add_template,
+    assert_problem,
+    compile_catalog,
+    serve,
+    status_of,
+)
 
 APP = "https://app.example.com"
 OTHER = "https://evil.example.net"
@@ -46,8 +53,12 @@ def test_policy_parsing() -> None:
     policy = CorsPolicy.parse(f"{APP}/, https://b.example", 60)
     assert policy is not None and policy.allows(APP) and not policy.allows(OTHER)
     assert CorsPolicy.parse("*", 60).allows(OTHER)  # type: ignore[union-attr]
-    with pytest.raises(ValueError, match="not an origin"):
-        CorsPolicy.parse("app.example.com", 60)
+    for bad in ("app.example.com", "https://a.example/x", "ftp://a.example", "https://"):
+        with pytest.raises(ValueError, match="not an origin"):
+            CorsPolicy.parse(bad, 60)
+    mixed = CorsPolicy.parse("HTTPS://App.Example.com:8443/, *", 60)
+    assert mixed is not None and mixed.origins == {"https://app.example.com:8443"}
+    assert mixed.varies and not CorsPolicy.parse("*", 60).varies  # type: ignore[union-attr]
 
 
 def test_options_without_cors_lists_the_methods(db, make_client) -> None:
@@ -159,3 +170,35 @@ def test_check_names_the_reserved_path(db) -> None:
     status = status_of(compile_catalog(db), mid)
     assert status.state == "refused"
     assert "/metrics is the engine's own path" in status.reason
+
+
+def test_answers_vary_by_origin_and_operator_paths_get_no_cors(db, make_client) -> None:
+    _publish(db)
+    client = serve(make_client, cors_origins=APP)
+    # a cached answer without CORS headers must not be handed to a page: Vary on every answer
+    plain = client.get("/things")
+    assert "Origin" in plain.headers["vary"] and "access-control-allow-origin" not in plain.headers
+    refused = client.get("/things", headers={"Origin": OTHER})
+    assert "Origin" in refused.headers["vary"]
+    allowed = client.get("/things", headers={"Origin": APP.upper()})  # origins compare lowercased
+    assert allowed.headers["access-control-allow-origin"] == APP
+    assert len(allowed.headers.get_list("vary")) == 1  # merged, not a second Vary
+    for own in ("/metrics", "/_engine/health", "/health/ready"):
+        r = client.get(own, headers={"Origin": APP})
+        assert not any(h.startswith("access-control-") for h in r.headers), own
+        pre = _preflight(client, own, APP, "GET")
+        assert pre.status_code == 204 and "access-control-allow-origin" not in pre.headers, own
+
+
+def test_a_response_templates_own_headers_are_exposed(db, make_client) -> None:
+    mid = add_endpoint(db, "/h", "GET", "SELECT 1 AS one")
+    add_template(db, "success", mapping_id=mid, headers={"X-Api-Version": "3"})
+    client = serve(make_client, cors_origins="*")
+    r = client.get("/h")  # no Origin: with * every answer says so, nothing to vary
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "vary" not in r.headers or "Origin" not in r.headers["vary"]
+    exposed = [h.strip() for h in r.headers["access-control-expose-headers"].split(",")]
+    assert r.headers["x-api-version"] == "3"
+    assert "x-api-version" in [h.lower() for h in exposed]
+    assert "Idempotent-Replayed" in exposed and "X-Request-ID" in exposed
+    assert "Content-Type" not in exposed  # safelisted
