@@ -324,8 +324,11 @@ class Publisher:
             try:
                 async with self._pool.acquire(timeout=10) as conn:
                     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ",".join(tables))
-            except Exception as exc:
-                log.warning("could not tell other processes to invalidate %s: %s", tables, exc)
+            except Exception as exc:  # keep them: the next write or a retry sends them
+                self._pending.update(tables)
+                log.warning("could not tell other processes to invalidate %s: %r", tables, exc)
+                await asyncio.sleep(1)
+                self._wake.set()
 
 
 def stats_job(

@@ -131,6 +131,11 @@ def check_keyset(spec: EndpointSpec, columns: Sequence[tuple[str, str, bool]]) -
             named = names[item.ordinal - 1]
         if named is None:
             hint = f"; '{item.text}' is an expression: order by a result column"
+        elif item.qualified:  # t.id may be another column than the result's id
+            hint = (
+                f"; '{item.text}' names a table's column: order by the result column's "
+                "name (or its position), which is what the pages compare"
+            )
         elif named != column or item.descending != desc:
             mismatch = True
         elif item.nulls is not None and item.nulls != ("FIRST" if desc else "LAST"):

@@ -63,8 +63,9 @@ ACQUIRE_TIMEOUT_S = 10.0
 
 
 def instance_id() -> str:
-    """This process's name in the figures tables: host and pid (call it in the process)."""
-    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+    """This process's name in the figures tables: host, pid and start time (a restarted
+    container keeps its host name and pid; its figures must not overwrite the last run's)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time()):x}"[-100:]
 
 
 class _Bucket:
@@ -115,8 +116,10 @@ INSERT INTO api_performance_metrics (
     avg_response_time_ms, min_response_time_ms, max_response_time_ms,
     p95_response_time_ms, p99_response_time_ms,
     database_query_count, database_query_time_ms, cache_hits, cache_misses, cache_hit_ratio)
-VALUES ((SELECT id FROM api_endpoint_mappings WHERE id = $1), $2, $3, $4, $5,
-        $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+-- a deleted endpoint's figures are dropped: without its id the row could not be upserted
+-- (NULLs never conflict), and each flush of the minute would add the totals again
+WHERE EXISTS (SELECT 1 FROM api_endpoint_mappings WHERE id = $1)
 ON CONFLICT (endpoint_mapping_id, metric_timestamp, engine_instance) DO UPDATE SET
     endpoint_path = EXCLUDED.endpoint_path,
     http_method = EXCLUDED.http_method,
@@ -189,7 +192,7 @@ class Figures:
         elif exchange.cache == "MISS":
             bucket.misses += 1
         bucket.dirty = True
-        if exchange.slowest_s >= self._slow_s and self._slow is not None:
+        if exchange.slowest_s > self._slow_s and self._slow is not None:
             self._slow.offer(exchange)
 
     def _roll(self, minute: int) -> None:

@@ -17,6 +17,9 @@ from typing import Protocol
 
 log = logging.getLogger("engine.jobs")
 
+RUN_TIMEOUT_S = 30.0
+FINAL_TIMEOUT_S = 5.0
+
 
 class Job(Protocol):
     def start(self) -> None: ...
@@ -34,11 +37,13 @@ class Periodic:
         work: Callable[[], Awaitable[object]],
         *,
         final: bool = False,
+        timeout_s: float = RUN_TIMEOUT_S,
     ) -> None:
         self.name = name
         self.interval_s = interval_s
         self.work = work
         self.final = final
+        self.timeout_s = timeout_s  # a run blocked longer (a locked table...) is given up
         self.runs = 0
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
@@ -46,13 +51,13 @@ class Periodic:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)
 
-    async def run_once(self) -> None:
+    async def run_once(self, timeout_s: float | None = None) -> None:
         try:
-            await self.work()
+            await asyncio.wait_for(self.work(), timeout_s or self.timeout_s)
             self.runs += 1
         except Exception as exc:  # logged and retried at the next tick
             self.failures += 1
-            log.warning("%s failed: %s", self.name, exc)
+            log.warning("%s failed: %r", self.name, exc)
 
     async def _loop(self) -> None:
         while True:
@@ -65,8 +70,8 @@ class Periodic:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.final:
-            await self.run_once()
+        if self.final:  # bounded: a locked table must not hold the shutdown
+            await self.run_once(min(self.timeout_s, FINAL_TIMEOUT_S))
 
 
 class Jobs:

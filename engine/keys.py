@@ -201,8 +201,11 @@ class KeyStore:
         try:
             async with pool.acquire(timeout=10) as conn:
                 await conn.execute(TOUCH_KEYS, sorted(used))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning("could not record API key use: %s", exc)
+        except BaseException as exc:  # failed or cancelled: try again next time
+            self._used |= used
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("could not record API key use: %r", exc)
 
 
 async def create_key(

@@ -313,6 +313,17 @@ class PageRequest:
         if has_more:
             assert self.cursors is not None
             last = rows[count - 1]
+            if all(last[c] == rows[count][c] for c in self.keyset):
+                # the next page would start after these values and skip the tied rows
+                raise ApiError(
+                    "TEMPLATE_ERROR",
+                    "This endpoint's keyset pagination met two rows it cannot tell apart",
+                    internal=(
+                        f"keyset {', '.join(self.keyset)} is not unique: two rows share "
+                        "its values at a page boundary, so the rows after the first would be "
+                        "skipped; end the keyset with a unique column (the primary key)"
+                    ),
+                )
             cursor = self.cursors.sign([cursor_text(last[c]) for c in self.keyset])
             next_url = self.url.link(after=cursor)
         info = {

@@ -221,6 +221,7 @@ class OrderItem:
     ordinal: int | None  # ORDER BY 2: the position of a result column
     descending: bool
     nulls: str | None  # "FIRST" or "LAST" when written
+    qualified: bool = False  # t.col: a table's column, which need not be the result column
 
 
 _TOKEN_WORD = re.compile(r"[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*")
@@ -329,4 +330,4 @@ def _order_item(sql: str, item: list[tuple[str, str, int, int, int]]) -> OrderIt
     ):  # col, t.col, s.t.col
         kind, value = words[-1]
         column = value if kind == "ident" else value.lower()
-    return OrderItem(text, column, ordinal, descending, nulls)
+    return OrderItem(text, column, ordinal, descending, nulls, qualified=len(words) > 1)

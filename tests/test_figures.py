@@ -392,3 +392,16 @@ def test_pool_and_probe_figures_feed_the_health_functions(db: DB, make_client) -
     engine.run(pool_stats.run_once())
     assert _optimize(db, "engine-write")["optimization_reason"] == "Low utilization detected"
     assert db.fetchval("SELECT count(DISTINCT engine_instance) FROM database_connection_pool") == 1
+
+
+def test_a_deleted_endpoints_figures_are_dropped_not_written_twice(db: DB, make_client) -> None:
+    _items(db)
+    gone = add_endpoint(db, "/gone", "GET", "SELECT id FROM items ORDER BY id")
+    client = make_client(metrics_flush_s=3600)
+    assert client.get("/gone").status_code == 200
+    db.execute("DELETE FROM api_endpoint_mappings WHERE id = $1", gone)
+    _flush(client)  # its id is gone: no row without it (NULLs never conflict: duplicates)
+    assert (
+        db.fetchval("SELECT count(*) FROM api_performance_metrics WHERE endpoint_path = '/gone'")
+        == 0
+    )

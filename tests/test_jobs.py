@@ -108,3 +108,19 @@ def test_pool_figures_count_use_and_waiters(db_url: str) -> None:
     assert (idle.in_use, idle.waiting, idle.max_size, idle.size) == (0, 0, 2, 1)
     assert (busy.in_use, busy.waiting, busy.size, busy.idle) == (2, 1, 2, 0)
     assert (after.in_use, after.waiting, after.idle) == (0, 0, 2)
+
+
+def test_a_blocked_final_run_cannot_hold_the_shutdown() -> None:
+    async def blocked() -> None:
+        await asyncio.sleep(3600)  # a flush waiting on a locked table
+
+    async def go() -> tuple[float, Periodic]:
+        job = Periodic("blocked", 3600, blocked, final=True, timeout_s=0.05)
+        job.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await job.stop()
+        return loop.time() - started, job
+
+    took, job = asyncio.run(go())
+    assert took < 2 and job.failures == 1

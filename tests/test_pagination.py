@@ -231,8 +231,8 @@ def mapping(paginate: Any, **overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("paginate", "reason"),
     [
-        ({"max_offset": -1}, "max_offset must be a non-negative integer"),
-        ({"max_offset": "10"}, "max_offset must be a non-negative integer"),
+        ({"max_offset": -1}, "max_offset must be an integer from 0 to"),
+        ({"max_offset": "10"}, "max_offset must be an integer from 0 to"),
         ({"count": "sometimes"}, 'count must be "exact"'),
         ({"count": True}, 'count must be "exact"'),
         ({"keyset": []}, "keyset must be a non-empty array"),
@@ -621,6 +621,11 @@ def test_bad_pagination_rows_are_refused_with_the_reason(db: DB, db_url: str) ->
         "nulls": (f"{t} ORDER BY id NULLS FIRST", ["id"], "drop NULLS FIRST/LAST"),
         "unknown": (f"{t} ORDER BY id", ["ident"], "names 'ident', which the template does not"),
         "jsonb": (f"{t} ORDER BY doc", ["doc"], "is of type jsonb"),
+        "qualified": (
+            f"{t} ORDER BY created_at, p_events.id",
+            ["created_at", "id"],
+            "'p_events.id' names a table's column",
+        ),
         "twice": (
             "SELECT id, id FROM p_events ORDER BY 1",
             ["id"],
@@ -636,7 +641,7 @@ def test_bad_pagination_rows_are_refused_with_the_reason(db: DB, db_url: str) ->
         db,
         "/p/ordinal",
         "GET",
-        f"{t} ORDER BY 2, p_events.id",
+        f"{t} ORDER BY 2, id",
         [],
         {"shape": "list", "paginate": {"keyset": ["created_at", "id"], "count": "exact"}},
     )
@@ -671,6 +676,41 @@ def test_a_null_keyset_value_is_a_template_error(db: DB, make_client: Maker) -> 
     )
     client = serve(make_client)
     assert_problem(client.get("/p/nullable"), 500, "TEMPLATE_ERROR")  # NULLs sort first
+
+
+def test_a_keyset_that_is_not_unique_fails_rather_than_skipping_rows(
+    db: DB, make_client: Maker
+) -> None:
+    db.execute("CREATE TABLE p_groups AS SELECT id, id % 3 AS grp FROM generate_series(1, 40) id")
+    add_endpoint(
+        db,
+        "/p/groups",
+        "GET",
+        "SELECT id, grp FROM p_groups ORDER BY grp",
+        [],
+        {"shape": "list", "paginate": {"limit": 5, "keyset": ["grp"]}},
+    )
+    client = serve(make_client)
+    # 13 or 14 rows share each grp: the first page ends inside a tie, whose rest a cursor
+    # after grp = 0 would skip; the engine says so instead of answering short pages
+    assert_problem(client.get("/p/groups"), 500, "TEMPLATE_ERROR")
+    assert client.get("/p/groups?limit=13").status_code == 200  # ends where grp changes
+
+
+def test_page_bounds_beyond_bigint_are_refused_at_load() -> None:
+    for paginate, says in [
+        ({"max_offset": 2**63}, "max_offset must be an integer from 0 to"),
+        ({"limit": 1, "max_limit": 2**63}, "0 < limit <= max_limit <="),
+    ]:
+        row = {
+            "endpoint_path": "/p",
+            "http_method": "GET",
+            "database_operation": "SELECT",
+            "query_template": "SELECT 1 AS one",
+            "result_mapping": {"shape": "list", "paginate": paginate},
+        }
+        with pytest.raises(SpecError, match=re.escape(says)):
+            parse_row(row)
 
 
 def test_cached_pages_link_to_their_own_request(db: DB, make_client: Maker) -> None:
