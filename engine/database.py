@@ -159,17 +159,62 @@ async def run_statement(
             return await conn.fetch(sql, *args, timeout=timeout_s), None
         status = await conn.execute(sql, *args, timeout=timeout_s)
         return [], affected_rows(status)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        blame = _client_may_cause(exc, args, client_values, params)
-        raise translate(exc, operation, known_codes, client_values=blame) from exc
-    except InternalClientError as exc:
-        # the driver lost track of the connection (e.g. its backend was terminated
-        # while idle): never reuse it
-        _drop(conn)
-        raise translate(exc, operation, known_codes, client_values=client_values) from exc
+    except (*_DRIVER_ERRORS, InternalClientError) as exc:
+        raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
     finally:
         record_statement(time.perf_counter() - started, sql, args)
         await release(pool, conn)
+
+
+async def run_page_and_count(
+    pool: asyncpg.Pool,
+    page_sql: str,
+    args: Sequence[Any],
+    count_sql: str,
+    count_args: Sequence[Any],
+    *,
+    timeout_s: float | None,
+    operation: str,
+    known_codes: Container[str],
+    client_values: bool = True,
+    params: Sequence[tuple[str, str]] = (),
+) -> tuple[list[asyncpg.Record], int]:
+    """A page and the count of every row, in one snapshot (a repeatable-read, read-only
+    transaction on one connection): the total always agrees with the page."""
+    try:
+        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise translate(exc, operation, known_codes, acquiring=True) from exc
+    started = time.perf_counter()
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(page_sql, *args, timeout=timeout_s)
+            total = await conn.fetchval(count_sql, *count_args, timeout=timeout_s)
+        return rows, int(total)
+    except (*_DRIVER_ERRORS, InternalClientError) as exc:
+        raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
+    finally:
+        record_statement(time.perf_counter() - started, page_sql, args)
+        await release(pool, conn)
+
+
+def _failed(
+    exc: BaseException,
+    conn: asyncpg.Connection,
+    args: Sequence[Any],
+    operation: str,
+    known_codes: Container[str],
+    client_values: bool,
+    params: Sequence[tuple[str, str]],
+) -> ApiError:
+    """The ApiError of a read that failed on ``conn``."""
+    if isinstance(exc, InternalClientError):
+        # the driver lost track of the connection (e.g. its backend was terminated
+        # while idle): never reuse it
+        _drop(conn)
+        return translate(exc, operation, known_codes, client_values=client_values)
+    blame = _client_may_cause(exc, args, client_values, params)
+    return translate(exc, operation, known_codes, client_values=blame)
 
 
 async def run_write(

@@ -27,7 +27,14 @@ from starlette.types import Message, Receive, Scope, Send
 from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
-from engine.database import RETRY_AFTER_S, Database, run_statement, run_write, translate
+from engine.database import (
+    RETRY_AFTER_S,
+    Database,
+    run_page_and_count,
+    run_statement,
+    run_write,
+    translate,
+)
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
@@ -448,12 +455,12 @@ async def _execute(
     }
     if page is not None and ep.page_sql is not None:
         sql = ep.page_sql if page.after is None or ep.after_sql is None else ep.after_sql
+        if page.counted and ep.count_sql is not None:  # in one snapshot: the total agrees
+            own = args[: len(spec.params)]
+            rows, total = await run_page_and_count(pool, sql, args, ep.count_sql, own, **common)
+            return ep.shaper.page(rows, page, total=total)
         rows, _ = await run_statement(pool, sql, args, **common)
-        total = None
-        if page.counted and ep.count_sql is not None:
-            counted, _ = await run_statement(pool, ep.count_sql, args[: len(spec.params)], **common)
-            total = counted[0]["total"]
-        return ep.shaper.page(rows, page, total=total)
+        return ep.shaper.page(rows, page)
     if spec.result.shape == "none":
         _, affected = await run_statement(pool, ep.sql, args, rows=False, **common)
         return ep.shaper.shape((), affected=affected)

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +43,7 @@ from tests.helpers import (
     assert_problem,
     compile_catalog,
     error_for,
+    poll,
     run_cli,
     serve,
     status_of,
@@ -541,6 +543,33 @@ def test_every_process_on_a_database_accepts_the_others_cursors(db: DB, make_cli
     assert again.get(mine).status_code == 200
     stored = db.fetchval("SELECT value FROM engine_secrets WHERE name = 'cursor'")
     assert len(stored) >= 32 and stored not in str(one.get("/p/shared").json())
+
+
+def test_the_total_and_the_page_see_one_snapshot(db: DB, make_client: Maker) -> None:
+    db.execute("CREATE TABLE p_counted AS SELECT id FROM generate_series(1, 3) id")
+    add_endpoint(
+        db,
+        "/p/counted",
+        "GET",
+        "SELECT id FROM p_counted, pg_sleep(0.5) ORDER BY id",
+        [],
+        {"shape": "list", "paginate": {"limit": 10, "count": "exact"}},
+    )
+    client = serve(make_client)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.get, "/p/counted")
+        poll(
+            lambda: db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%FROM p_counted, pg_sleep%'"
+                " AND state = 'active' AND pid <> pg_backend_pid()"
+            ),
+            lambda n: n > 0,
+            "the page's statement to be running",
+        )
+        db.execute("INSERT INTO p_counted VALUES (4)")  # commits while the page runs
+        body = answer.result(timeout=10).json()
+    assert [r["id"] for r in body["data"]] == [1, 2, 3]
+    assert body["pagination"]["total"] == 3  # the page's snapshot, not a later one
 
 
 def test_counts_exact_on_request_and_none(db: DB, make_client: Maker) -> None:
