@@ -1,9 +1,10 @@
-"""The engine's own endpoints under ``/_engine``: health and the catalogue report."""
+"""The engine's own endpoints under ``/_engine``: health and the catalogue report.
+
+Both answer GET and HEAD only (any other method: 405, see :mod:`engine.problems`).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 from typing import Any
 
 from starlette.requests import Request
@@ -11,38 +12,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine import docs
-from engine.errors import PROBLEM_CONTENT_TYPE
+from engine.database import RETRY_AFTER_S
+from engine.errors import ApiError
+from engine.health import Probe
 from engine.openapi import openapi_json
+from engine.problems import BEARER_CHALLENGE, bearer_matches, own_route, problem
 from engine.shaping import encode
 
 JSON = "application/json"
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(encode(body), status_code=status, media_type=JSON)
-
-
-def _problem(status: int, code: str, title: str) -> Response:
-    body = {
-        "type": f"urn:api-error:{code}",
-        "title": title,
-        "status": status,
-        "detail": title,
-        "code": code,
-        "request_id": "",
-    }
-    return Response(encode(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(encode(body), status_code=status, media_type=JSON, headers=headers)
 
 
 async def health(request: Request) -> Response:
+    """Database, catalogue and counters; 503 when the database does not answer."""
     services = request.app.state.services
     catalog = services.catalogs.current
-    database = "ok"
-    try:
-        async with services.db.read.acquire(timeout=2) as conn:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), 2)
-    except Exception:
-        database = "unavailable"
+    # the dedicated probe (engine.health), not a pool connection: a busy pool is not a
+    # database that is down, and waiting for one would make this answer late
+    probe: Probe = request.app.state.probe
+    database = "ok" if (await probe.check()).ok else "unavailable"
     body = {
         "status": "ok" if database == "ok" else "degraded",
         "database": database,
@@ -66,7 +57,9 @@ async def health(request: Request) -> Response:
             "error_log_dropped": services.errorlog.dropped,
         },
     }
-    return _json(body, 200 if database == "ok" else 503)
+    if database != "ok":  # a 5xx says when to retry
+        return _json(body, 503, {"Retry-After": RETRY_AFTER_S})
+    return _json(body)
 
 
 async def catalog_report(request: Request) -> Response:
@@ -74,12 +67,13 @@ async def catalog_report(request: Request) -> Response:
     services = request.app.state.services
     token = services.settings.admin_token
     if not token:
-        return _problem(
-            404, "ROUTE_NOT_FOUND", "The admin endpoint is off (set ENGINE_ADMIN_TOKEN)"
+        error = ApiError("ROUTE_NOT_FOUND", "The admin endpoint is off (set ENGINE_ADMIN_TOKEN)")
+        return problem(request, error)
+    if not bearer_matches(request.headers.get("authorization"), token):
+        error = ApiError(
+            "INVALID_TOKEN", "The admin token is missing or wrong", headers=BEARER_CHALLENGE
         )
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        return _problem(401, "INVALID_TOKEN", "The admin token is missing or wrong")
+        return problem(request, error)
     catalog = services.catalogs.current
     return _json(
         {
@@ -101,8 +95,8 @@ async def catalog_report(request: Request) -> Response:
 
 
 routes = [
-    Route("/_engine/health", health, methods=["GET"]),
-    Route("/_engine/catalog", catalog_report, methods=["GET"]),
+    own_route("/_engine/health", health),
+    own_route("/_engine/catalog", catalog_report),
     Route("/openapi.json", openapi_json),  # every method: 405 is a problem+json
     *docs.routes,
 ]

@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from engine.cache import etag_matches, etag_of
-from engine.errors import (
-    PROBLEM_CONTENT_TYPE,
-    ApiError,
-    ErrorCatalog,
-    parse_accept_language,
-    problem_body,
-)
-from engine.shaping import encode
+from engine.errors import ApiError
+from engine.problems import own_route, problem
 
 PAGE_TITLE = "API documentation"
 OPENAPI_URL = "openapi.json"  # relative to /docs: the engine's /openapi.json, under any prefix
@@ -51,8 +41,6 @@ CONTENT_SECURITY_POLICY = (
     "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'self'; "
     "frame-ancestors 'none'"
 )
-ALLOW = "GET, HEAD"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")  # as the dispatcher accepts
 
 _CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -140,20 +128,28 @@ def _suffix(name: str) -> str:
 _FILES: Mapping[str, Traversable] = _bundle_files(swagger_ui_path)
 
 
-@functools.cache
+_NAMES: frozenset[str] = frozenset({*_FILES, INITIALIZER})
+
+
 def asset(name: str) -> Asset | None:
-    """The asset answered at ``/docs/<name>``, or None; read once, then kept."""
+    """The asset answered at ``/docs/<name>``, or None; read once, then kept.
+
+    Only names of :data:`_NAMES` reach the cache: a client sending random names
+    must not grow it (an unknown name is never kept, not even as None).
+    """
+    return _load(name) if name in _NAMES else None
+
+
+@functools.cache
+def _load(name: str) -> Asset:
     if name == INITIALIZER:
         return Asset.of(_INITIALIZER_JS.encode(), _CONTENT_TYPES[".js"])
-    source = _FILES.get(name)
-    if source is None:
-        return None
-    return Asset.of(source.read_bytes(), _CONTENT_TYPES[_suffix(name)])
+    return Asset.of(_FILES[name].read_bytes(), _CONTENT_TYPES[_suffix(name)])
 
 
 def asset_names() -> frozenset[str]:
     """Every name answered under ``/docs/``."""
-    return frozenset({*_FILES, INITIALIZER})
+    return _NAMES
 
 
 def _versioned(name: str) -> str:
@@ -196,50 +192,13 @@ def _send(request: Request, found: Asset) -> Response:
     return Response(found.body, headers=headers, media_type=found.content_type)
 
 
-def _problem(request: Request, error: ApiError) -> Response:
-    """The engine's problem+json answer (the catalogue's wording of the code, if loaded)."""
-    services = getattr(request.app.state, "services", None)
-    errors = services.catalogs.current.errors if services is not None else ErrorCatalog()
-    entry = errors.get(error.code)
-    given = request.headers.get("x-request-id")
-    request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-    body, lang = problem_body(
-        error,
-        entry,
-        request_id=request_id,
-        instance=request.url.path,
-        languages=parse_accept_language(request.headers.get("accept-language")),
-    )
-    headers = {"X-Request-ID": request_id, "Content-Language": lang, **error.headers}
-    content = b"" if request.method == "HEAD" else encode(body)
-    return Response(
-        content, status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
-    )
-
-
-def _refuse_method(request: Request) -> Response | None:
-    if request.method in ("GET", "HEAD"):
-        return None
-    return _problem(
-        request,
-        ApiError(
-            "METHOD_NOT_ALLOWED",
-            f"{request.url.path} accepts {ALLOW}",
-            headers={"Allow": ALLOW},
-        ),
-    )
-
-
 async def docs_page(request: Request) -> Response:
     """``GET /docs``: the Swagger UI page."""
-    return _refuse_method(request) or _send(request, page())
+    return _send(request, page())
 
 
 async def docs_asset(request: Request) -> Response:
     """``GET /docs/<name>``: a file of the bundle; ``/docs/`` goes to the page."""
-    refused = _refuse_method(request)
-    if refused is not None:
-        return refused
     name = request.path_params["name"]
     if name == "":
         # relative, so that it lands on the page behind any path prefix too
@@ -248,7 +207,7 @@ async def docs_asset(request: Request) -> Response:
         return Response(status_code=308, headers={"Location": location})
     found = asset(name)
     if found is None:
-        return _problem(
+        return problem(
             request,
             ApiError(
                 "ROUTE_NOT_FOUND", f"No documentation asset is published at {request.url.path}"
@@ -257,20 +216,9 @@ async def docs_asset(request: Request) -> Response:
     return _send(request, found)
 
 
-class _EveryMethod:
-    """An ASGI endpoint: Starlette routes one to every method (a function only to GET)."""
-
-    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.handler(Request(scope, receive))
-        await response(scope, receive, send)
-
-
 # every method of a /docs path is answered here (405 for all but GET and HEAD), so the
 # catalogue's dispatcher never sees one
 routes = [
-    Route("/docs", _EveryMethod(docs_page)),
-    Route("/docs/{name:path}", _EveryMethod(docs_asset)),
+    own_route("/docs", docs_page),
+    own_route("/docs/{name:path}", docs_asset),
 ]

@@ -22,9 +22,13 @@ reason to take the process out of a load balancer.
 
 :class:`PoolStats` writes, every ``ENGINE_POOL_STATS_INTERVAL_S``, one
 ``database_connection_pool`` row per pool (``Database.pool_figures()``) and
-upserts the probe's ``database_connection_health`` row, on the probe's own
-connection, so ``check_database_health()`` and ``optimize_connection_pool()``
-answer from live figures even when the pools are exhausted.
+upserts the probe's ``database_connection_health`` row, on a dedicated connection
+of its own (not a pool's, not the probe's), so ``check_database_health()`` and
+``optimize_connection_pool()`` answer from live figures even when the pools are
+exhausted, and a figures write stuck behind a lock never delays a readiness check.
+
+Every other method than GET and HEAD on these paths is a 405 problem
+(:mod:`engine.problems`).
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ from typing import Any, TypeVar
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from engine.database import ACQUIRE_TIMEOUT_S, RETRY_AFTER_S, Database, PoolFigures
 from engine.jobs import Periodic
+from engine.problems import own_route
 from engine.shaping import encode
 
 log = logging.getLogger("engine.health")
@@ -73,8 +77,66 @@ class ProbeResult:
         return out
 
 
+class Dedicated:
+    """One connection of its own (never a pool's), made at first use and after a failure.
+
+    Whoever holds :attr:`lock` has the connection to itself: one statement at a time.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        application_name: str,
+        *,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self.server_settings = {"application_name": application_name, **(server_settings or {})}
+        self.lock = asyncio.Lock()
+        self._conn: asyncpg.Connection | None = None
+        self.connects = 0
+        self.connected_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a connection was made and not dropped since (it may still be broken)."""
+        return self._conn is not None
+
+    async def get(self) -> asyncpg.Connection:
+        """The connection, made now if there is none (call it holding :attr:`lock`)."""
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self.drop()
+        self._conn = await asyncpg.connect(
+            self.url, timeout=self.connect_timeout_s, server_settings=self.server_settings
+        )
+        self.connects += 1
+        self.connected_at = datetime.now(UTC)
+        return self._conn
+
+    def drop(self) -> None:
+        """Forget the connection at once (cut mid-statement or broken: never reused)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.terminate()
+        self._conn = None
+
+    async def close(self) -> None:
+        async with self.lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._conn.close(), 2)
+            self.drop()
+
+
 class Probe:
-    """``SELECT 1`` on a dedicated connection, coalesced; its counters feed the health table."""
+    """``SELECT 1`` on a dedicated connection, coalesced; its counters feed the health table.
+
+    Nothing but probes runs on that connection (the figures job writes on one of its
+    own): a readiness check never waits behind another statement.
+    """
 
     name = "health-probe"
 
@@ -90,16 +152,21 @@ class Probe:
         self.connect_timeout_s = connect_timeout_s
         self.timeout_s = timeout_s
         self.reuse_s = reuse_s
-        self._conn: asyncpg.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._dedicated = Dedicated(url, "engine-probe", connect_timeout_s=connect_timeout_s)
         self._inflight: asyncio.Task[ProbeResult] | None = None
         self.last: ProbeResult | None = None
         self.probes = 0
         self.failures = 0
         self.total_ms = 0.0
-        self.connects = 0
-        self.connected_at: datetime | None = None
         self.last_activity: datetime | None = None
+
+    @property
+    def connects(self) -> int:
+        return self._dedicated.connects
+
+    @property
+    def connected_at(self) -> datetime | None:
+        return self._dedicated.connected_at
 
     def start(self) -> None:
         pass  # connects at the first probe
@@ -109,11 +176,7 @@ class Probe:
             self._inflight.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._inflight
-        async with self._lock:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._conn.close(), 2)
-                self._drop()
+        await self._dedicated.close()
 
     async def check(self) -> ProbeResult:
         """A recent result, the one in flight, or a new probe."""
@@ -130,51 +193,21 @@ class Probe:
         if self._inflight is task:
             self._inflight = None
 
-    async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``work`` on the probe's connection, between probes (the figures job's writes)."""
-        async with self._lock:
-            conn = await self._connection()
-            try:
-                return await asyncio.wait_for(work(conn), WRITE_TIMEOUT_S)
-            except asyncpg.PostgresError:
-                raise  # refused by the server: the connection is fine (or closed, and replaced)
-            except BaseException:
-                self._drop()  # cut by a timeout or broken: never reused mid-statement
-                raise
-
-    async def _connection(self) -> asyncpg.Connection:
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
-        self._drop()
-        self._conn = await asyncpg.connect(
-            self.url,
-            timeout=self.connect_timeout_s,
-            server_settings={"application_name": "engine-probe"},
-        )
-        self.connects += 1
-        self.connected_at = datetime.now(UTC)
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.terminate()
-        self._conn = None
-
     async def _probe(self) -> ProbeResult:
-        async with self._lock:
-            started = time.perf_counter()
+        dedicated = self._dedicated
+        started = time.perf_counter()  # before the lock: any wait is part of the latency
+        async with dedicated.lock:
             error: str | None = None
             detail: BaseException | None = None
             for _ in range(2):
-                reused = self._conn is not None
+                reused = dedicated.is_open
                 try:
-                    conn = await self._connection()
+                    conn = await dedicated.get()
                     await conn.fetchval("SELECT 1", timeout=self.timeout_s)
                     error = None
                     break
                 except Exception as exc:
-                    self._drop()
+                    dedicated.drop()
                     error = type(exc).__name__
                     detail = exc
                     # a connection broken while idle (a server restart): one fresh try
@@ -228,7 +261,12 @@ ON CONFLICT (connection_id) DO UPDATE SET
 
 
 class PoolStats:
-    """Every interval: probe, then write each pool's figures and the probe's health row."""
+    """Every interval: probe, then write each pool's figures and the probe's health row.
+
+    The writes go on a dedicated connection of their own, neither a pool's (so they are
+    written while every pooled connection is busy) nor the probe's (a write waiting on a
+    lock, up to :data:`WRITE_TIMEOUT_S`, must never make a readiness check wait).
+    """
 
     name = "pool-figures"
 
@@ -241,6 +279,14 @@ class PoolStats:
         self.min_size = min_size
         self.connection_id = f"probe:{instance}"[:100]
         self.last_figures: list[PoolFigures] = []
+        self._writer = Dedicated(
+            probe.url,
+            "engine-pool-figures",
+            connect_timeout_s=probe.connect_timeout_s,
+            # the server gives up a write stuck behind a lock by itself, so the
+            # connection stays usable and no backend is left waiting
+            server_settings={"statement_timeout": str(int(WRITE_TIMEOUT_S * 1000))},
+        )
         self._periodic = Periodic(self.name, interval_s, self.run_once)
 
     def start(self) -> None:
@@ -249,9 +295,23 @@ class PoolStats:
     async def stop(self) -> None:
         await self._periodic.stop()
         try:  # the probe's row says it is gone
-            await self.probe.run(lambda conn: self._write_probe(conn, "closed"))
+            await self._run(lambda conn: self._write_probe(conn, "closed"))
         except Exception as exc:
             log.info("could not mark the probe's connection closed: %r", exc)
+        await self._writer.close()
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` on the figures' own connection, at most about WRITE_TIMEOUT_S."""
+        async with self._writer.lock:
+            conn = await self._writer.get()
+            try:
+                # the server's statement_timeout comes first; this is the backstop
+                return await asyncio.wait_for(work(conn), WRITE_TIMEOUT_S + 1)
+            except asyncpg.PostgresError:
+                raise  # refused by the server: the connection is fine (or closed, and replaced)
+            except BaseException:
+                self._writer.drop()  # cut by a timeout or broken: never reused mid-statement
+                raise
 
     async def run_once(self) -> list[PoolFigures]:
         result = await self.probe.check()
@@ -278,7 +338,7 @@ class PoolStats:
             )
             await self._write_probe(conn, status)
 
-        await self.probe.run(write)
+        await self._run(write)
         self.last_figures = figures
         return figures
 
@@ -340,7 +400,8 @@ async def ready(request: Request) -> Response:
     return _json(body)
 
 
+# every method is answered here (405 for all but GET and HEAD): never the catalogue's
 routes = [
-    Route("/health/live", live, methods=["GET"]),
-    Route("/health/ready", ready, methods=["GET"]),
+    own_route("/health/live", live),
+    own_route("/health/ready", ready),
 ]

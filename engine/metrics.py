@@ -24,7 +24,6 @@ each scrape, so a scrape answers for every worker (see :class:`_Mirror`).
 from __future__ import annotations
 
 import glob
-import hmac
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,25 +41,16 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from engine.cache import ResponseCache
 from engine.catalog import CatalogManager
 from engine.database import Database, PoolFigures
-from engine.endpoint import request_id_of
 from engine.errorlog import ErrorLogger
-from engine.errors import (
-    PROBLEM_CONTENT_TYPE,
-    ApiError,
-    ErrorCatalog,
-    parse_accept_language,
-    problem_body,
-)
+from engine.errors import ApiError
 from engine.jobs import Periodic
 from engine.listener import Listener
 from engine.observe import Exchange
-from engine.shaping import encode
+from engine.problems import BEARER_CHALLENGE, bearer_matches, own_route, problem
 
 # prometheus_client decides at import, from this variable, whether values live in
 # files shared by processes; read the same variable so the engine never disagrees
@@ -423,10 +413,7 @@ class Metrics:
 
     def authorized(self, authorization: str | None) -> bool:
         """Whether an Authorization header lets its sender read the metrics."""
-        if self.token is None:
-            return True
-        given = (authorization or "").encode()
-        return hmac.compare_digest(given, f"Bearer {self.token}".encode())
+        return self.token is None or bearer_matches(authorization, self.token)
 
     def _read(self) -> Figures:
         assert self._figures is not None
@@ -447,41 +434,14 @@ class Metrics:
             mark_process_dead(os.getpid(), self._dir)  # this process's gauges go
 
 
-def _problem(request: Request, error: ApiError) -> Response:
-    services = getattr(request.app.state, "services", None)
-    errors = services.catalogs.current.errors if services is not None else ErrorCatalog()
-    entry = errors.get(error.code)
-    request_id = request_id_of(request.headers)
-    body, lang = problem_body(
-        error,
-        entry,
-        request_id=request_id,
-        instance=request.url.path,
-        languages=parse_accept_language(request.headers.get("accept-language")),
-    )
-    headers = {"X-Request-ID": request_id, "Content-Language": lang, **error.headers}
-    content = b"" if request.method == "HEAD" else encode(body)
-    return Response(
-        content, status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
-    )
-
-
 async def metrics_page(request: Request) -> Response:
     """``GET /metrics``: the Prometheus text exposition (bearer token when one is set)."""
-    if request.method not in ("GET", "HEAD"):
-        allowed = "GET, HEAD"
-        error = ApiError(
-            "METHOD_NOT_ALLOWED", f"/metrics accepts {allowed}", headers={"Allow": allowed}
-        )
-        return _problem(request, error)
     metrics: Metrics = request.app.state.metrics
     if not metrics.authorized(request.headers.get("authorization")):
         error = ApiError(
-            "INVALID_TOKEN",
-            "The metrics token is missing or wrong",
-            headers={"WWW-Authenticate": 'Bearer realm="engine"'},
+            "INVALID_TOKEN", "The metrics token is missing or wrong", headers=BEARER_CHALLENGE
         )
-        return _problem(request, error)
+        return problem(request, error)
     body = metrics.render()
     headers = {"Cache-Control": "no-store"}
     if request.method == "HEAD":
@@ -490,17 +450,6 @@ async def metrics_page(request: Request) -> Response:
     return Response(body, headers=headers, media_type=CONTENT_TYPE_LATEST)
 
 
-class _EveryMethod:
-    """An ASGI endpoint Starlette routes every method to (a function only gets GET/HEAD)."""
-
-    def __init__(self, handler: Callable[[Request], Any]) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.handler(Request(scope, receive))
-        await response(scope, receive, send)
-
-
 # every method of /metrics is answered here (405 for all but GET and HEAD), so the
 # catalogue's dispatcher never sees it and it is never counted as a catalogue request
-routes = [Route("/metrics", _EveryMethod(metrics_page))]
+routes = [own_route("/metrics", metrics_page)]

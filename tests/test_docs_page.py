@@ -8,7 +8,9 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,27 @@ def test_only_the_bundles_own_files_are_answered(client: EngineClient) -> None:
         assert body["instance"].startswith("/docs/"), path
 
 
+def _kept_entries() -> int:
+    """Entries held by every ``functools`` cache of engine.docs."""
+    caches = [f for f in vars(docs).values() if hasattr(f, "cache_info")]
+    assert caches, "engine.docs keeps its assets in a functools cache"
+    return sum(f.cache_info().currsize for f in caches)
+
+
+def test_unknown_names_are_never_kept(client: EngineClient) -> None:
+    """``GET /docs/<random>`` cannot grow the process: only the bundle's files are kept."""
+    for ref in _references(client.get("/docs").text):  # whatever a real visit loads
+        assert client.get(f"/{ref}").status_code == 200
+    before = _kept_entries()
+    for _ in range(200):
+        unknown = f"/docs/{uuid.uuid4().hex}.js"
+        assert_problem(client.get(unknown), 404, "ROUTE_NOT_FOUND")
+    for _ in range(10_000):
+        assert docs.asset(uuid.uuid4().hex) is None
+    assert _kept_entries() == before
+    assert docs.asset("swagger-ui.css") is docs.asset("swagger-ui.css")  # known: read once
+
+
 def test_head_of_an_unknown_asset_is_a_bodiless_404(client: EngineClient) -> None:
     response = client.head("/docs/no-such-file.js")
     assert response.status_code == 404
@@ -191,6 +214,18 @@ def test_the_catalogue_never_sees_docs_paths(
     assert_problem(client.get("/docs/secret"), 404, "ROUTE_NOT_FOUND")
     assert_problem(client.post("/docs"), 405, "METHOD_NOT_ALLOWED")
     assert client.get("/docs").headers["content-type"].startswith("text/html")
+
+
+def test_the_documents_server_is_where_the_page_found_it(client: EngineClient) -> None:
+    """Swagger UI's "Try it out" resolves the server URL against the document's URL:
+    behind a path prefix (a proxy serving the engine at /prefix/) calls stay under it."""
+    (server,) = _documented(client)["servers"]
+    for document in (
+        f"http://127.0.0.1:{client.engine.port}/openapi.json",
+        "https://example.test/prefix/openapi.json",
+    ):
+        base = urllib.parse.urljoin(document, server["url"])
+        assert base == document.removesuffix("openapi.json"), (document, base)
 
 
 # --- a real browser -----------------------------------------------------------------------

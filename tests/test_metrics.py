@@ -91,7 +91,10 @@ def test_requests_are_counted_exactly_and_random_paths_share_one_label(db, make_
     assert moved(before, after, "engine_db_time_seconds_total", **ok) > 0
     unmatched = {"route": UNMATCHED, "status": "4xx"}
     assert moved(before, after, "engine_http_requests_total", **unmatched, method="GET") == 3
-    assert moved(before, after, "engine_http_requests_total", **unmatched, method="POST") == 1
+    # a 405 at a published path keeps its route: a route that refuses is visible per route
+    assert moved(before, after, "engine_http_requests_total", **unmatched, method="POST") == 0
+    refused = {"route": "/m/ok", "method": "POST", "status": "4xx"}
+    assert moved(before, after, "engine_http_requests_total", **refused) == 1
     assert (
         total(after, "engine_http_requests_total") - total(before, "engine_http_requests_total")
         == 9
@@ -195,6 +198,37 @@ def test_the_token_guards_metrics(db, make_client):
     assert_problem(wrong, 401, "INVALID_TOKEN")
     samples = scrape(client, Authorization="Bearer metrics-secret-for-tests")
     assert ("engine_catalog_generation", frozenset()) in samples
+
+
+def test_the_token_scheme_is_case_insensitive(db, make_client):
+    token = "metrics-secret-for-tests"
+    client = serve(make_client, metrics_token=token)
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        samples = scrape(client, Authorization=f"{scheme} {token}")
+        assert ("engine_catalog_generation", frozenset()) in samples, scheme
+    for header in (token, f"Basic {token}", f"Bearer {token}x", "Bearer", f"bearer{token}"):
+        assert_problem(
+            client.get("/metrics", headers={"Authorization": header}), 401, "INVALID_TOKEN"
+        )
+
+
+def test_the_engines_own_paths_are_never_catalogue_requests(db, make_client):
+    """Odd methods on the engine's paths are its own 405s: not counted, not error-logged."""
+    client = serve(make_client)
+    before = scrape(client)
+    paths = ("/health/live", "/health/ready", "/_engine/health", "/_engine/catalog", "/metrics")
+    for path in paths:
+        for method in ("POST", "DELETE", "PROPFIND"):
+            assert_problem(client.request(method, path), 405, "METHOD_NOT_ALLOWED")
+        assert client.get("/health/live").status_code == 200
+    # one catalogue request after them: once it is counted and logged, they would be too
+    assert_problem(client.get(f"/m/{uuid.uuid4().hex}"), 404, "ROUTE_NOT_FOUND")
+    client.engine.flush_errors()
+    settled(client, before, "engine_http_requests_total", 1)
+    after = settled(client, before, "engine_error_log_written_total", 1)
+    requests = "engine_http_requests_total"
+    assert total(after, requests) - total(before, requests) == 1
+    assert moved(before, after, "engine_error_log_written_total") == 1
 
 
 def test_only_get_and_head_are_answered(client):
