@@ -15,7 +15,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from engine import accesslog, builtin, figures, health, idempotency, keys
+from engine import accesslog, admin, builtin, figures, health, idempotency, keys
+from engine.admin import api as admin_api
 from engine.auth import Authenticator, JwtConfig
 from engine.cache import CHANNEL as CACHE_CHANNEL
 from engine.cache import Publisher, ResponseCache, stats_job
@@ -150,11 +151,14 @@ def create_app(
             await db.close()
 
     def methods_for(path: str) -> tuple[list[str], list[str]] | None:
+        if path.startswith(admin.PREFIX):  # built-in routes and rows share these paths
+            return admin_api.methods_at(path, app.state.services.catalogs.current)
         if any(route.path_regex.match(path) for route in own_routes):
             return ["GET", "HEAD", "OPTIONS"], []
         return catalog_methods(app.state.services.catalogs.current, path)
 
-    own_routes = [*builtin.routes, *metrics_routes, *health.routes]
+    # the admin API's built-in routes win over the catalogue's rows at their (method, path)
+    own_routes = [*builtin.routes, *metrics_routes, *health.routes, *admin_api.routes]
     app = Starlette(
         routes=[*own_routes, Mount("/", app=Dispatcher(lambda: app.state.services))],
         middleware=[

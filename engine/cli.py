@@ -1,4 +1,9 @@
-"""Command line: ``python -m engine serve | migrate | seed [DOMAIN...] | check | routes | token``."""
+"""Command line: one subcommand (verb) per operator task; ``python -m engine --help`` lists them.
+
+Help text is plain (no markup): it is read in a terminal. Every verb is added in
+:func:`build_parser` with a one-line ``help`` (the top-level listing) and a
+``description`` (its own ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from engine import accesslog, keys, logs, migrations, pgserver
+from engine.admin import cli as admin_cli
 from engine.auth import dev_secret, mint_token
-from engine.catalog import ddl_watched, load_catalog
+from engine.catalog import Catalog, RowStatus, ddl_watched, load_catalog
 from engine.database import init_connection
+from engine.errors import ApiError
+from engine.scaffold import scaffold
 from engine.settings import Settings, documented_settings
 
 log = logging.getLogger("engine")
@@ -95,8 +103,43 @@ FROM api_endpoint_status WHERE state = 'stale'
 """
 
 
+def _state_label(status: RowStatus, running: dict[int, Any]) -> str:
+    """A row's state, noting when the running engine still serves an older version of it."""
+    seen = running.get(status.mapping_id)
+    if status.state == "refused" and seen is not None and seen["version"] == status.version:
+        return f"stale (the running engine still serves v{seen['serving_version']})"
+    return status.state
+
+
+def _print_all_routes(catalog: Catalog, running: dict[int, Any]) -> None:
+    """``routes --all``: every mapping row, served or not, with its state and reason."""
+    for status in sorted(catalog.statuses, key=lambda s: (s.path, s.method, s.mapping_id)):
+        ep = catalog.serving.get(status.mapping_id) or catalog.compiled.get(status.mapping_id)
+        about = f"id={status.mapping_id}, v{status.version}"
+        if ep is not None:
+            about += f", {ep.spec.result.shape}, {'auth' if ep.spec.requires_auth else 'public'}"
+        reason = status.reason
+        if status.state == "draft":
+            reason = "inactive (is_active = false)" + (f"; {reason}" if reason else "")
+        state = _state_label(status, running).upper()
+        line = f"{state:<8} {status.method:<7}{status.path}  ({about})"
+        print(line if reason is None else f"{line}: {reason}")
+    for p in catalog.problems:
+        if p.source != "api_endpoint_mappings":  # a mapping row's reason is on its line
+            print(f"PROBLEM {p}")
+    print(
+        f"{len(catalog.statuses)} row(s): "
+        + ", ".join(f"{n} {state}" for state, n in catalog.state_counts().items())
+    )
+
+
 async def _check(
-    url: str, settings: Settings, *, routes_only: bool = False, strict: bool = False
+    url: str,
+    settings: Settings,
+    *,
+    routes_only: bool = False,
+    all_rows: bool = False,
+    strict: bool = False,
 ) -> int:
     conn = await _connect(url)
     try:
@@ -105,6 +148,9 @@ async def _check(
         running = {r["endpoint_mapping_id"]: r for r in await conn.fetch(STATUS_OF_RUNNING)}
     finally:
         await conn.close()
+    if routes_only and all_rows:
+        _print_all_routes(catalog, running)
+        return 0
     if routes_only:
         for ep in sorted(catalog.endpoints, key=lambda e: (e.spec.path, e.spec.method)):
             s = ep.spec
@@ -114,10 +160,7 @@ async def _check(
             print(f"SKIPPED {p}")
         return 0
     for status in catalog.statuses:
-        state = status.state
-        seen = running.get(status.mapping_id)
-        if state == "refused" and seen is not None and seen["version"] == status.version:
-            state = f"stale (the running engine still serves v{seen['serving_version']})"
+        state = _state_label(status, running)
         line = f"{state.upper():<8} {status.method:<7}{status.path}  (id={status.mapping_id}, v{status.version})"
         print(line if status.reason is None else f"{line}: {status.reason}")
     for p in catalog.problems:
@@ -223,20 +266,18 @@ async def _keys(url: str, args: argparse.Namespace) -> int:
             print(key)
             print(f"(key {args.name!r} created; it is shown only this once)", file=sys.stderr)
         elif args.keys_command == "list":
-            rows = await keys.list_keys(conn)
-            print(f"{'name':<24}{'status':<10}{'tenant':<8}{'roles':<28}{'last used':<26}")
-            now = dt.datetime.now(dt.UTC)
-            for r in rows:
-                status = (
-                    "revoked"
-                    if r["revoked_at"]
-                    else "expired"
-                    if r["expires_at"] and r["expires_at"] <= now
-                    else "active"
-                )
-                last = r["last_used_at"].isoformat(timespec="seconds") if r["last_used_at"] else "-"
-                tenant = "-" if r["tenant_id"] is None else str(r["tenant_id"])
-                print(f"{r['name']:<24}{status:<10}{tenant:<8}{','.join(r['roles']):<28}{last:<26}")
+            _print_keys(await keys.list_keys(conn))
+        elif args.keys_command == "rotate":
+            key = await keys.rotate_key(conn, args.name)
+            print(key)
+            print(
+                f"(key {args.name!r} rotated: its old secret no longer works; "
+                "the new one is shown only this once)",
+                file=sys.stderr,
+            )
+        elif args.keys_command == "delete":
+            await keys.delete_key(conn, args.name)
+            print(f"key {args.name!r} deleted")
         else:
             await keys.revoke_key(conn, args.name)
             print(f"key {args.name!r} revoked")
@@ -248,49 +289,268 @@ async def _keys(url: str, args: argparse.Namespace) -> int:
     return 0
 
 
+KEY_COLUMNS = (
+    "name",
+    "status",
+    "prefix",
+    "tenant",
+    "roles",
+    "permissions",
+    "created",
+    "expires",
+    "last used",
+    "revoked",
+)
+
+
+def _instant(value: dt.datetime | None, none: str = "-") -> str:
+    if value is None:
+        return none
+    if value.year >= 9999:  # 'infinity' and beyond, clamped by keys.LIST_KEYS
+        return "never"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_keys(rows: Sequence[Any]) -> None:
+    """One line per key, in aligned columns with no spaces inside a value (never the secret)."""
+    now = dt.datetime.now(dt.UTC)
+    table = [KEY_COLUMNS]
+    for r in rows:
+        expired = r["expires_at"] is not None and r["expires_at"] <= now
+        status = "revoked" if r["revoked_at"] else "expired" if expired else "active"
+        table.append(
+            (
+                r["name"],
+                status,
+                f"{keys.PREFIX}_{r['key_prefix']}",
+                "-" if r["tenant_id"] is None else str(r["tenant_id"]),
+                ",".join(r["roles"]) or "-",
+                ",".join(r["permissions"]) or "-",
+                _instant(r["created_at"]),
+                _instant(r["expires_at"], "never"),
+                _instant(r["last_used_at"]),
+                _instant(r["revoked_at"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(KEY_COLUMNS))]
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no keys; create one with: python -m engine keys create --name NAME)")
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+async def _scaffold(url: str, settings: Settings, args: argparse.Namespace) -> int:
+    conn = await _connect(url)
+    try:
+        result = await scaffold(
+            conn,
+            args.table,
+            path=args.path,
+            tenant_column=args.tenant_column,
+            tenant_claim=args.tenant_claim,
+            roles=_split(args.roles),
+            apply=args.apply,
+            public=args.public,
+            default_timeout_ms=settings.statement_timeout_ms,
+        )
+    except ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        for problem in exc.errors or ():
+            if str(problem.get("message")) not in str(exc.detail):
+                print(f"  {problem.get('endpoint')}: {problem.get('message')}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(result.report() if args.apply else result.sql, end="")
+    return 0
+
+
+DESCRIPTION = """\
+A database-driven HTTP endpoint engine: rows of the PostgreSQL table
+api_endpoint_mappings become live routes. These commands set up the database,
+serve the routes and administer them."""
+EPILOG = """\
+examples:
+  python -m engine migrate                    apply the engine's sql/ migrations
+  python -m engine seed camera_counting       load one example domain
+  python -m engine check                      compile every row; exit 1 on a problem
+  python -m engine routes --all               every row with its state and reason
+  python -m engine serve --port 8000          serve the routes over HTTP
+  python -m engine keys create --name ci --roles engine_admin
+  python -m engine keys rotate ci             new secret, same name and grants
+
+environment:
+  DATABASE_URL   PostgreSQL to use, e.g. postgresql://user:password@host:5432/db;
+                 unset: an embedded PostgreSQL is started, its data in ENGINE_PGDATA
+  ENGINE_*       every other setting (port, JWT secret, pools, timeouts...);
+                 python -m engine settings lists each with its default
+
+Run python -m engine COMMAND --help for the options of one command.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the catalogue over HTTP")
-    serve.add_argument("--host", help="override ENGINE_HOST")
-    serve.add_argument("--port", type=int, help="override ENGINE_PORT")
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the catalogue over HTTP",
+        description="Serve every active mapping row over HTTP (uvicorn), reloading the routes "
+        "when rows change. Without DATABASE_URL an embedded PostgreSQL is started and a "
+        "development JWT secret is used unless ENGINE_JWT_SECRET is set.",
+    )
+    serve.add_argument("--host", help="address to listen on (overrides ENGINE_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (overrides ENGINE_PORT)")
     serve.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     serve.add_argument(
         "--seed", nargs="*", metavar="DOMAIN", help="load seed domains first (none named: all)"
     )
-    sub.add_parser("migrate", help="apply pending sql/ migrations")
-    seed = sub.add_parser("seed", help="load seed domains (all when none is named)")
-    seed.add_argument("domains", nargs="*", metavar="DOMAIN")
+    sub.add_parser(
+        "migrate",
+        help="apply pending sql/ migrations",
+        description="Apply the engine's pending sql/ migrations in order, each once "
+        "(applied ones are recorded in the database). Safe to run again.",
+    )
+    seed = sub.add_parser(
+        "seed",
+        help="load seed domains (all when none is named)",
+        description="Load example domains from seeds/ (their tables, data and mapping rows), "
+        "each file once. With no DOMAIN every domain is loaded.",
+    )
+    seed.add_argument(
+        "domains", nargs="*", metavar="DOMAIN", help="a folder of seeds/, e.g. camera_counting"
+    )
     seed.add_argument(
         "--scale", type=int, help="also run each domain's generate.sql at this scale (volumes)"
     )
     check = sub.add_parser(
-        "check", help="compile every mapping row; exit 1 if an active one cannot be served"
+        "check",
+        help="compile every row and print its state; exit 1 on a problem",
+        description="Compile every row of api_endpoint_mappings as the engine would and print "
+        "each row's state (serving, stale, refused, draft) with the reason, then the "
+        "problems and warnings. Exit 1 on a problem: an active row that cannot be served "
+        "as written, or a broken row it depends on.",
     )
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
-    sub.add_parser("routes", help="list the served routes")
-    token = sub.add_parser("token", help="mint a bearer token (development and tests)")
-    token.add_argument("--sub", default="demo", help="subject")
+    routes = sub.add_parser(
+        "routes",
+        help="list the served routes (--all: every row, with its state)",
+        description="List the routes the mapping rows compile to now: method, path, mapping "
+        "id, result shape and whether a caller must authenticate; rows that cannot be served "
+        "follow as SKIPPED lines. With --all, list every row instead, served or not (draft, "
+        "refused, stale), with its state, version and reason.",
+    )
+    routes.add_argument(
+        "--all",
+        action="store_true",
+        help="every row, including inactive (draft) and refused ones, with state and reason",
+    )
+    token = sub.add_parser(
+        "token",
+        help="mint a bearer token (development and tests)",
+        description="Print a signed JWT for calling the engine. Signed with ENGINE_JWT_SECRET; "
+        "without DATABASE_URL the embedded server's development secret is used instead.",
+    )
+    token.add_argument("--sub", default="demo", help="subject (default: demo)")
     token.add_argument("--tenant", help="tenant_id claim")
     token.add_argument("--roles", help="comma-separated roles")
     token.add_argument("--permissions", help="comma-separated permissions")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
-    sub.add_parser("settings", help="list every setting with its default")
-    keys_parser = sub.add_parser("keys", help="create, list and revoke API keys")
-    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create a key and print it (once)")
-    create.add_argument("--name", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
+    sub.add_parser(
+        "settings",
+        help="list every setting with its default",
+        description="List every setting (DATABASE_URL and ENGINE_* environment variables) with "
+        "its default and what it means. Settings are read once, at start.",
+    )
+    keys_parser = sub.add_parser(
+        "keys",
+        help="create, list, rotate, revoke and delete API keys",
+        description="Manage API keys (sent as the X-API-Key header). The database keeps only "
+        "a key's prefix and SHA-256; every change reaches every engine process at once.",
+    )
+    keys_sub = keys_parser.add_subparsers(
+        dest="keys_command", required=True, title="commands", metavar="COMMAND"
+    )
+    create = keys_sub.add_parser(
+        "create",
+        help="create a key and print it (once)",
+        description="Create a key and print it on stdout; it is shown only this once. A "
+        "request carrying it gets its roles, permissions and tenant.",
+    )
+    create.add_argument(
+        "--name", required=True, help="a unique name (letters, digits and . _ : - only)"
+    )
     create.add_argument("--roles", help="comma-separated roles")
     create.add_argument("--permissions", help="comma-separated permissions")
     create.add_argument("--tenant", type=int, help="tenant_id the key acts for")
     create.add_argument("--expires-days", type=int, help="expire after this many days")
-    keys_sub.add_parser("list", help="list keys (never the keys themselves)")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key at once, in every process")
-    revoke.add_argument("name")
+    keys_sub.add_parser(
+        "list",
+        help="list keys, their grants and dates (never the keys)",
+        description="List every key: name, status (active, expired, revoked), prefix, tenant, "
+        "roles, permissions, created, expires (never when unset), last used and revoked "
+        "(times in UTC). Never the key, its secret or its hash.",
+    )
+    rotate = keys_sub.add_parser(
+        "rotate",
+        help="new secret for a key, same name and grants (printed once)",
+        description="Give a key a new secret, keeping its name, roles, permissions, tenant and "
+        "expiry. The old secret stops working at once in every engine process; the new key "
+        "is printed on stdout, only this once. A revoked, expired or unknown key is refused "
+        "(exit 1).",
+    )
+    rotate.add_argument("name", help="the key's name")
+    revoke = keys_sub.add_parser(
+        "revoke",
+        help="revoke a key at once, in every process",
+        description="Revoke a key at once, in every engine process. Its row is kept, so a "
+        "refused request can say why, until you delete it.",
+    )
+    revoke.add_argument("name", help="the key's name")
+    delete = keys_sub.add_parser(
+        "delete",
+        help="delete a revoked or expired key",
+        description="Delete a revoked or expired key for good. An active key is refused "
+        "(exit 1): revoke it first.",
+    )
+    delete.add_argument("name", help="the key's name")
+    scaffold_parser = sub.add_parser(
+        "scaffold",
+        help="generate the endpoint rows of a table (list, get, create, update, delete)",
+        description="Read TABLE from the database catalogue and generate its endpoint rows: "
+        "list (keyset pages on the primary key), get, create, partial update and delete by "
+        "key, with JSON Schemas of the bodies from the columns and a <TABLE>_NOT_FOUND error "
+        "code. The rows are checked as engine check would. Without --apply the SQL is printed "
+        "(for a seed file); with --apply the rows are inserted as drafts (is_active = false) "
+        "and their states printed. A table it cannot handle is refused (exit 1) with the reason.",
+    )
+    scaffold_parser.add_argument(
+        "table", metavar="TABLE", help="the table, e.g. things or public.things"
+    )
+    scaffold_parser.add_argument("--path", help="collection path (default: /api/v1/TABLE)")
+    scaffold_parser.add_argument(
+        "--tenant-column", help="bind this column from the caller's claim in every statement"
+    )
+    scaffold_parser.add_argument(
+        "--tenant-claim", help="the claim the tenant comes from (default: tenant_id)"
+    )
+    scaffold_parser.add_argument("--roles", help="comma-separated roles, any one suffices")
+    scaffold_parser.add_argument(
+        "--public", action="store_true", help="no authentication (default: requires_auth)"
+    )
+    scaffold_parser.add_argument(
+        "--apply", action="store_true", help="insert the rows as drafts and print their states"
+    )
+    admin_cli.add_parser(sub)  # endpoints list|show|versions|diff|rollback|activate|deactivate
     return parser
 
 
@@ -329,7 +589,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return asyncio.run(_keys(url, args))
         if args.command == "routes":
-            return asyncio.run(_check(url, settings, routes_only=True))
+            return asyncio.run(_check(url, settings, routes_only=True, all_rows=args.all))
+        if args.command == "scaffold":
+            return asyncio.run(_scaffold(url, settings, args))
+        if args.command == "endpoints":
+            return asyncio.run(admin_cli.run(url, settings, args))
     except migrations.MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

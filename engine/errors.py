@@ -54,6 +54,15 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "TEMPLATE_ERROR": (500, "The endpoint's query failed on its own"),
     "READ_ONLY_VIOLATION": (500, "A read-only endpoint tried to write"),
     "INVALID_CURSOR": (400, "The pagination cursor is not valid for this request"),
+    # the admin API (sql/014)
+    "ENDPOINT_INVALID": (422, "The change would leave an endpoint that cannot be served"),
+    "ENDPOINT_NOT_CHECKED": (409, "The endpoint's current version has not been checked yet"),
+    "ENDPOINT_NOT_FOUND": (404, "No endpoint mapping has this id"),
+    "ENDPOINT_VERSION_NOT_FOUND": (404, "This endpoint has no such version"),
+    "SCHEMA_NOT_FOUND": (404, "No validation schema has this id"),
+    "ERROR_CODE_NOT_FOUND": (404, "No error code has this name"),
+    "ERROR_CODE_INVALID": (422, "The error code row cannot be used as written"),
+    "SCAFFOLD_REFUSED": (422, "The endpoints of this table cannot be scaffolded"),
 }
 
 

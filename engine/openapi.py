@@ -22,10 +22,11 @@ import copy
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine import __version__
+from engine.admin import openapi as admin_openapi
 from engine.cache import etag_matches
 from engine.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -93,7 +94,8 @@ def _health(summary: str, operation_id: str, statuses: tuple[int, ...]) -> dict[
     }
 
 
-# the engine's own routes a client may call (never /admin, /_engine/catalog, /metrics, /docs)
+# the engine's own routes a client may call (never /_engine/catalog, /metrics, /docs); the
+# admin API's built-in routes are engine.admin.openapi's, listed under the tag admin
 ENGINE_OPERATIONS: dict[str, dict[str, Any]] = {
     "/health/live": _health("The process is up.", "engine_live", (200,)),
     "/health/ready": _health("The engine can serve.", "engine_ready", (200, 503)),
@@ -107,18 +109,46 @@ def operation_id(method: str, path: str) -> str:
     return f"{method.lower()}_{words}" if words else method.lower()
 
 
+EngineRoute = str | tuple[str, Collection[str] | None]
+"""A route the app serves itself: a path (every method), or (path, its methods or None)."""
+
+
+def _served(engine_paths: Iterable[EngineRoute]) -> dict[str, frozenset[str] | None]:
+    """path -> the methods the app's own routes answer there (None: every method)."""
+    out: dict[str, frozenset[str] | None] = {}
+    for item in engine_paths:
+        path, methods = (item, None) if isinstance(item, str) else item
+        if methods is None or out.get(path, frozenset()) is None:
+            out[path] = None
+        else:
+            out[path] = (out.get(path) or frozenset()) | {m.upper() for m in methods}
+    return out
+
+
+def _shadowed(served: Mapping[str, frozenset[str] | None], path: str, method: str) -> bool:
+    if path not in served:
+        return False
+    methods = served[path]
+    return methods is None or method in methods
+
+
 def build_document(
-    catalog: Catalog, *, max_body_bytes: int | None = None, engine_paths: Iterable[str] = ()
+    catalog: Catalog,
+    *,
+    max_body_bytes: int | None = None,
+    engine_paths: Iterable[EngineRoute] = (),
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``catalog``'s serving routes (``info.version`` empty).
 
-    ``engine_paths``: the paths the app serves; those of :data:`ENGINE_OPERATIONS`
-    among them are listed under the tag ``engine``.
+    ``engine_paths``: the routes the app serves itself; those of
+    :data:`ENGINE_OPERATIONS` among them are listed under the tag ``engine``, the
+    admin API's built-in ones under ``admin``. A row at a (path, method) the app
+    serves itself is never reached, so it is left out.
     """
     operations = Operations(catalog, max_body_bytes)
-    served = set(engine_paths)  # a row at one of these paths is shadowed: never reached
+    served = _served(engine_paths)
     by_id = sorted(
-        (ep for ep in catalog.endpoints if ep.spec.path not in served),
+        (ep for ep in catalog.endpoints if not _shadowed(served, ep.spec.path, ep.spec.method)),
         key=lambda ep: ep.spec.id,
     )
     ids: dict[int, str] = {}
@@ -139,7 +169,18 @@ def build_document(
         paths.setdefault(template, {})[ep.spec.method.lower()] = operation
     engine = {p: copy.deepcopy(op) for p, op in ENGINE_OPERATIONS.items() if p in served}
     paths.update(engine)
-    tags = [{"name": t} for t in sorted({ep.spec.service_name or "default" for ep in by_id})]
+    builtin = False
+    for path, item in admin_openapi.operations().items():
+        for method, op in item.items():
+            if _shadowed(served, path, method.upper()):
+                paths.setdefault(path, {})[method] = op
+                builtin = True
+    for path, item in paths.items():  # the methods of one path in METHODS order
+        paths[path] = dict(sorted(item.items(), key=lambda kv: order.get(kv[0].upper(), 99)))
+    names = {ep.spec.service_name or "default" for ep in by_id}
+    if builtin:
+        names.add(admin_openapi.SERVICE)
+    tags = [{"name": t} for t in sorted(names)]
     if engine:
         tags.append({"name": "engine", "description": "The engine's own endpoints."})
     collected = operations.components
@@ -154,7 +195,7 @@ def build_document(
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": TITLE, "version": "", "description": DESCRIPTION},
-        "servers": [{"url": "/"}],
+        "servers": [{"url": "."}],
         "tags": tags,
         "paths": paths,
         "components": copy.deepcopy(components),
@@ -162,7 +203,10 @@ def build_document(
 
 
 def render(
-    catalog: Catalog, *, max_body_bytes: int | None = None, engine_paths: Iterable[str] = ()
+    catalog: Catalog,
+    *,
+    max_body_bytes: int | None = None,
+    engine_paths: Iterable[EngineRoute] = (),
 ) -> tuple[bytes, str]:
     """(the encoded document, its ETag); ``info.version`` is a digest of the rest."""
     document = build_document(catalog, max_body_bytes=max_body_bytes, engine_paths=engine_paths)
@@ -204,7 +248,9 @@ class OpenApiEndpoint:
                 render,
                 catalog,
                 max_body_bytes=services.settings.max_body_bytes,
-                engine_paths=[getattr(r, "path", "") for r in app.routes],
+                engine_paths=[
+                    (getattr(r, "path", ""), getattr(r, "methods", None)) for r in app.routes
+                ],
             )
             cached = app.state.openapi_document = (catalog, body, etag)
         _, body, etag = cached

@@ -25,6 +25,7 @@ STREAM_FORMATS = ("ndjson", "csv")
 PAGINATION_PARAMS = ("limit", "offset")
 COUNT_MODES = ("exact", "on_request", "none")
 _PAGINATE_KEYS = {"limit", "max_limit", "max_offset", "count", "keyset"}
+_MAX_PAGE_VALUE = 2**62  # LIMIT/OFFSET are bigint: a larger bound could never be sent
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|float|uuid|path))?\}")
 _PARAM_KEYS = {
@@ -262,13 +263,14 @@ def parse_pagination(p: Any) -> Pagination:
     limit = p.get("limit", 50)
     max_limit = p.get("max_limit", max(limit, 1000) if _is_int(limit) else 1000)
     _need(
-        _is_int(limit) and _is_int(max_limit) and 0 < limit <= max_limit,
-        f"{where} needs integers 0 < limit <= max_limit",
+        _is_int(limit) and _is_int(max_limit) and 0 < limit <= max_limit <= _MAX_PAGE_VALUE,
+        f"{where} needs integers 0 < limit <= max_limit <= {_MAX_PAGE_VALUE}",
     )
     max_offset = p.get("max_offset", 10_000)
     _need(
-        _is_int(max_offset) and max_offset >= 0,
-        f"{where}.max_offset must be a non-negative integer, not {_json(max_offset)}",
+        _is_int(max_offset) and 0 <= max_offset <= _MAX_PAGE_VALUE,
+        f"{where}.max_offset must be an integer from 0 to {_MAX_PAGE_VALUE}, "
+        f"not {_json(max_offset)}",
     )
     count = p.get("count")
     count = "none" if count is None else count
@@ -340,10 +342,16 @@ def _texts(value: Any, what: str) -> tuple[str, ...]:
 # the engine's own paths: no mapping row may publish at (or under) them
 RESERVED_EXACT = ("/openapi.json", "/docs", "/metrics", "/health", "/_engine")
 RESERVED_UNDER = ("/docs/", "/health/", "/_engine/")
+# the admin API: its built-in routes and the engine's own rows (service_name 'admin', sql/014)
+ADMIN_PREFIX = "/admin/v1"
+ADMIN_SERVICE = "admin"
 
 
-def reserved_path(path: str) -> str | None:
-    """The engine's path that ``path`` would take (``/health/*``...), or None when free."""
+def reserved_path(path: str, service_name: str | None = None) -> str | None:
+    """The engine's path that ``path`` would take (``/health/*``...), or None when free.
+
+    ``/admin/v1/*`` is free only to rows of ``service_name`` ``admin``.
+    """
     bare = path.rstrip("/") or "/"
     for exact in RESERVED_EXACT:
         if bare == exact:
@@ -353,6 +361,9 @@ def reserved_path(path: str) -> str | None:
             return prefix + "*"
     if bare.startswith("/_engine"):
         return "/_engine/*"
+    admin = bare == ADMIN_PREFIX or bare.startswith((ADMIN_PREFIX + "/", ADMIN_PREFIX + "{"))
+    if admin and service_name != ADMIN_SERVICE:
+        return ADMIN_PREFIX + "/*"
     return None
 
 
@@ -361,7 +372,7 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
     path = row.get("endpoint_path") or ""
     method = (row.get("http_method") or "").upper()
     _need(path.startswith("/"), "endpoint_path must start with '/'")
-    reserved = reserved_path(path)
+    reserved = reserved_path(path, row.get("service_name"))
     _need(reserved is None, f"{reserved} is the engine's own path (reserved)")
     _need(
         path.count("{") == path.count("}") == len(path_parameters(path)),
