@@ -25,8 +25,7 @@ from engine.admin import cli as admin_cli
 from engine.auth import dev_secret, mint_token
 from engine.catalog import Catalog, RowStatus, ddl_watched, load_catalog
 from engine.database import init_connection
-from engine.errors import ApiError
-from engine.scaffold import scaffold
+from engine.scaffold import cli as scaffold_cli
 from engine.settings import Settings, documented_settings
 
 log = logging.getLogger("engine")
@@ -343,32 +342,6 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-async def _scaffold(url: str, settings: Settings, args: argparse.Namespace) -> int:
-    conn = await _connect(url)
-    try:
-        result = await scaffold(
-            conn,
-            args.table,
-            path=args.path,
-            tenant_column=args.tenant_column,
-            tenant_claim=args.tenant_claim,
-            roles=_split(args.roles),
-            apply=args.apply,
-            public=args.public,
-            default_timeout_ms=settings.statement_timeout_ms,
-        )
-    except ApiError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        for problem in exc.errors or ():
-            if str(problem.get("message")) not in str(exc.detail):
-                print(f"  {problem.get('endpoint')}: {problem.get('message')}", file=sys.stderr)
-        return 1
-    finally:
-        await conn.close()
-    print(result.report() if args.apply else result.sql, end="")
-    return 0
-
-
 DESCRIPTION = """\
 A database-driven HTTP endpoint engine: rows of the PostgreSQL table
 api_endpoint_mappings become live routes. These commands set up the database,
@@ -523,33 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(exit 1): revoke it first.",
     )
     delete.add_argument("name", help="the key's name")
-    scaffold_parser = sub.add_parser(
-        "scaffold",
-        help="generate the endpoint rows of a table (list, get, create, update, delete)",
-        description="Read TABLE from the database catalogue and generate its endpoint rows: "
-        "list (keyset pages on the primary key), get, create, partial update and delete by "
-        "key, with JSON Schemas of the bodies from the columns and a <TABLE>_NOT_FOUND error "
-        "code. The rows are checked as engine check would. Without --apply the SQL is printed "
-        "(for a seed file); with --apply the rows are inserted as drafts (is_active = false) "
-        "and their states printed. A table it cannot handle is refused (exit 1) with the reason.",
-    )
-    scaffold_parser.add_argument(
-        "table", metavar="TABLE", help="the table, e.g. things or public.things"
-    )
-    scaffold_parser.add_argument("--path", help="collection path (default: /api/v1/TABLE)")
-    scaffold_parser.add_argument(
-        "--tenant-column", help="bind this column from the caller's claim in every statement"
-    )
-    scaffold_parser.add_argument(
-        "--tenant-claim", help="the claim the tenant comes from (default: tenant_id)"
-    )
-    scaffold_parser.add_argument("--roles", help="comma-separated roles, any one suffices")
-    scaffold_parser.add_argument(
-        "--public", action="store_true", help="no authentication (default: requires_auth)"
-    )
-    scaffold_parser.add_argument(
-        "--apply", action="store_true", help="insert the rows as drafts and print their states"
-    )
+    scaffold_cli.add_parser(sub)
     admin_cli.add_parser(sub)  # endpoints list|show|versions|diff|rollback|activate|deactivate
     return parser
 
@@ -591,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "routes":
             return asyncio.run(_check(url, settings, routes_only=True, all_rows=args.all))
         if args.command == "scaffold":
-            return asyncio.run(_scaffold(url, settings, args))
+            return asyncio.run(scaffold_cli.run(url, settings, args))
         if args.command == "endpoints":
             return asyncio.run(admin_cli.run(url, settings, args))
     except migrations.MigrationError as exc:
