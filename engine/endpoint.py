@@ -9,12 +9,9 @@ answered as ``application/problem+json`` and queued for ``log_api_error()``.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +35,7 @@ from engine.database import (
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
-from engine.observe import CURRENT, Exchange, Observer, notify
+from engine.observe import CURRENT, Exchange, Observer, notify, request_id_of
 from engine.pagination import (
     Cursors,
     PageRequest,
@@ -57,9 +54,6 @@ from engine.validation import require_object
 log = logging.getLogger("engine.endpoint")
 
 JSON = "application/json"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
-# W3C Trace Context: version-traceid-parentid-flags (version ff is invalid)
-_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
 
 
 @dataclass
@@ -87,27 +81,6 @@ class _Source:
     headers: Any
     body: Any
     claims: Mapping[str, Any] | None
-
-
-# request ids: a random per-process prefix and a counter (uuid4 per request costs a syscall)
-_ID_PREFIX = uuid.uuid4().hex[:12]
-_ids = itertools.count(1)
-
-
-def request_id_of(headers: Mapping[str, str]) -> str:
-    """The client's X-Request-ID when well-formed, else ``<trace id>-<parent id>`` of a W3C
-    ``traceparent``, else a new one."""
-    given = headers.get("x-request-id")
-    if given and _REQUEST_ID.fullmatch(given):
-        return given
-    parent = headers.get("traceparent")
-    if parent:
-        found = _TRACEPARENT.fullmatch(parent.strip().lower())
-        if found and found[1] != "0" * 32 and found[2] != "0" * 16:
-            # the trace id (shared by every call of the trace) and the caller's span id
-            # (this call's own): correlated with the trace, yet one request's own id
-            return f"{found[1]}-{found[2]}"
-    return f"{_ID_PREFIX}-{next(_ids):x}"
 
 
 class Dispatcher:

@@ -13,8 +13,11 @@ needs no extra argument.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -73,3 +76,28 @@ def notify(observers: Sequence[Observer], exchange: Exchange) -> None:
             observer(exchange)
         except Exception:  # an observer's bug must not fail the request
             log.exception("request observer %r failed", observer)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+# W3C Trace Context: version-traceid-parentid-flags (version ff is invalid)
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-.*)?")
+
+# request ids: a random per-process prefix and a counter (uuid4 per request costs a syscall)
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ids = itertools.count(1)
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """The client's X-Request-ID when well-formed, else ``<trace id>-<parent id>`` of a W3C
+    ``traceparent``, else a new one."""
+    given = headers.get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    parent = headers.get("traceparent")
+    if parent:
+        found = _TRACEPARENT.fullmatch(parent.strip().lower())
+        if found and found[1] != "0" * 32 and found[2] != "0" * 16:
+            # the trace id (shared by every call of the trace) and the caller's span id
+            # (this call's own): correlated with the trace, yet one request's own id
+            return f"{found[1]}-{found[2]}"
+    return f"{_ID_PREFIX}-{next(_ids):x}"

@@ -21,7 +21,6 @@ import asyncio
 import copy
 import hashlib
 import re
-import uuid
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from engine.errors import (
     parse_accept_language,
     problem_body,
 )
+from engine.observe import request_id_of
 from engine.openapi_operation import PATH_PARAM, Operations
 from engine.openapi_schemas import (
     HEADERS,
@@ -74,7 +74,6 @@ DESCRIPTION = (
     "`api_error_codes`; every route's `default` answer lists them all."
 )
 _NOT_NAME = re.compile(r"[^A-Za-z0-9]+")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")  # as the dispatcher accepts
 ALLOW = "GET, HEAD"
 
 
@@ -226,8 +225,7 @@ class OpenApiEndpoint:
         services = app.state.services
         catalog = services.catalogs.current
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = request_id_of(headers)
         answer = [(b"x-request-id", request_id.encode())]
         if scope["method"] not in ("GET", "HEAD"):
             error = ApiError("METHOD_NOT_ALLOWED", f"{scope['path']} accepts {ALLOW}")

@@ -226,9 +226,8 @@ def _assert_ids(client: EngineClient, method: str, path: str, status: int, code:
         ({"X-Request-ID": given, "traceparent": TRACEPARENT}, given),  # the client's id wins
         ({}, None),  # none given: a new one
     ]
-    if path != "/openapi.json":  # engine/openapi.py reads X-Request-ID only
-        cases.append(({"traceparent": TRACEPARENT}, FROM_TRACE))
-        cases.append(({"X-Request-ID": "not well formed!", "traceparent": TRACEPARENT}, FROM_TRACE))
+    cases.append(({"traceparent": TRACEPARENT}, FROM_TRACE))
+    cases.append(({"X-Request-ID": "not well formed!", "traceparent": TRACEPARENT}, FROM_TRACE))
     for headers, expected in cases:
         response = client.request(method, path, headers=headers)
         body = assert_problem(response, status, code)
