@@ -435,6 +435,33 @@ RETRY_AFTER_S = "5"
 def translate(
     exc: BaseException,
     operation: str,
+    known_codes: Container[str] = frozenset(),
+    *,
+    acquiring: bool = False,
+    client_values: bool = True,
+    params: Sequence[tuple[str, str]] = (),
+) -> ApiError:
+    """Map a driver or server error to an ApiError (see :func:`_translate`); an answer that
+    asks to retry (a conflict, a connection problem) says when, with ``Retry-After``."""
+    error = _translate(
+        exc,
+        operation,
+        known_codes,
+        acquiring=acquiring,
+        client_values=client_values,
+        params=params,
+    )
+    if error.code in _RETRY_LATER and "Retry-After" not in error.headers:
+        error.headers["Retry-After"] = RETRY_AFTER_S
+    return error
+
+
+_RETRY_LATER = frozenset({"TRANSACTION_CONFLICT", "DATABASE_CONNECTION_ERROR"})
+
+
+def _translate(
+    exc: BaseException,
+    operation: str,
     known_codes: Container[str] = (),
     *,
     acquiring: bool = False,

@@ -54,6 +54,7 @@ from engine.validation import require_object
 log = logging.getLogger("engine.endpoint")
 
 JSON = "application/json"
+MAX_BODY_DEPTH = 64  # deeper bodies are refused: validating and logging them would recurse
 
 
 @dataclass
@@ -350,10 +351,29 @@ async def _read_body(request: Request, limit: int, state: dict[str, Any], whole:
         raise ApiError(
             "INVALID_JSON", f"The body is not valid JSON ({exc.msg} at byte {exc.pos})"
         ) from None
+    if isinstance(body, dict | list) and _deeper_than(body, MAX_BODY_DEPTH):
+        raise ApiError(
+            "INVALID_BODY", f"The body nests objects and arrays deeper than {MAX_BODY_DEPTH} levels"
+        )
     if whole:  # `null` too: an empty body is no fields, a JSON null is not an object
         state["body"] = body  # logged with the refusal
         require_object(body)
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than ``limit`` (no recursion: any depth)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _query_object(ep: CompiledEndpoint, request: Request, args: list[Any]) -> dict[str, Any]:

@@ -163,7 +163,10 @@ def safe_body(body: Any, raw: bytes | None) -> str | None:
     with a password in it): only its size is.
     """
     if body is not None:
-        text = orjson.dumps(_scrub(body), default=str).decode()
+        try:
+            text = orjson.dumps(_scrub(body), default=str).decode()
+        except (orjson.JSONEncodeError, RecursionError):  # nested deeper than orjson writes
+            return f"<{len(raw or b'')} bytes, not logged: nested too deep>"
     elif raw:
         return f"<{len(raw)} bytes, not logged: not a JSON document>"
     else:

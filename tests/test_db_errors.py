@@ -199,6 +199,8 @@ def test_each_sqlstate_maps_to_its_code(widgets, client, state, status, code):
     body = _problem(response, status, code)
     assert "boom" not in response.text
     assert body["status"] == status
+    if status == 503:  # every 503 says when to retry
+        assert response.headers["retry-after"].isdigit(), (state, response.headers)
 
 
 def test_a_data_error_of_the_templates_own_is_template_error_not_the_clients(db, client):

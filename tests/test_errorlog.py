@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from engine.database import init_connection
-from engine.errorlog import ErrorEntry, ErrorLogger
+from engine.errorlog import ErrorEntry, ErrorLogger, safe_body
 from tests.engine_server import EngineClient
 from tests.helpers import add_endpoint, assert_problem, refusing_connections, serve
 from tests.pg import DB
@@ -176,3 +176,10 @@ def test_entries_that_cannot_be_written_are_reported_without_secrets(
     assert "ROUTE_NOT_FOUND" in text
     assert "SECRET" not in text
     assert db.fetchval("SELECT count(*) FROM api_error_logs WHERE request_id LIKE 'outage-%'") == 0
+
+
+def test_a_body_nested_too_deep_to_write_back_is_logged_by_its_size() -> None:
+    deep: object = 1
+    for _ in range(300):
+        deep = {"x": deep}
+    assert safe_body(deep, b"x" * 1801) == "<1801 bytes, not logged: nested too deep>"

@@ -244,3 +244,22 @@ def test_waiters_do_not_inherit_a_cancelled_leader():
         return [type(results[0]).__name__, results[1].body, calls]
 
     assert asyncio.run(scenario()) == ["CancelledError", b"x", 2]
+
+
+def test_a_deeply_nested_body_is_a_coded_answer_never_a_500(db, client):
+    add_endpoint(
+        db,
+        "/deep",
+        "POST",
+        "SELECT $1::int AS n",
+        [{"name": "n", "in": "body", "type": "integer", "required": True}],
+        {"shape": "scalar"},
+        database_operation="SELECT",
+    )
+    assert client.wait_for("POST", "/deep", 201, json={"n": 1}).json() == 1
+    for depth in (250, 300, 1000):  # beyond what orjson writes back (the error log)
+        body = '{"x":' * depth + "1" + "}" * depth
+        r = client.post("/deep", content=body, headers={"Content-Type": "application/json"})
+        assert 400 <= r.status_code < 500, (depth, r.status_code, r.text[:200])
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["request_id"]
