@@ -345,12 +345,36 @@ RESERVED_UNDER = ("/docs/", "/health/", "/_engine/")
 # the admin API: its built-in routes and the engine's own rows (service_name 'admin', sql/014)
 ADMIN_PREFIX = "/admin/v1"
 ADMIN_SERVICE = "admin"
+ADMIN_ROLE = "engine_admin"  # the role every admin row must require (engine.admin.ROLE)
+
+
+def _may_match(segment: str, literal: str) -> bool:
+    """Whether a path segment can match ``literal``: itself, or a text/path parameter."""
+    if segment == literal:
+        return True
+    m = _PATH_PARAM.fullmatch(segment)
+    return m is not None and (m.group(2) or "str") in ("str", "path")
+
+
+def _reaches_admin(bare: str) -> bool:
+    """Whether a path that names ``admin`` or ``v1`` literally in its first two segments
+    could match a request under /admin/v1 (``/admin/{v}/x``, ``/{a}/v1/x``)."""
+    segments = bare.strip("/").split("/")
+    if len(segments) < 2:
+        return False
+    first, second = segments[0], segments[1]
+    if "admin" not in (first, second) and "v1" not in (first, second):
+        return False
+    return _may_match(first, "admin") and _may_match(second, "v1")
 
 
 def reserved_path(path: str, service_name: str | None = None) -> str | None:
     """The engine's path that ``path`` would take (``/health/*``...), or None when free.
 
-    ``/admin/v1/*`` is free only to rows of ``service_name`` ``admin``.
+    ``/admin/v1/*`` is free only to rows of ``service_name`` ``admin``, and so is a
+    pattern that names ``admin`` or ``v1`` literally in its first two segments and could
+    match a request there (``/admin/{v}/secrets``); a generic ``/{a}/{b}`` stays free
+    (the admin API never dispatches to a row of another service).
     """
     bare = path.rstrip("/") or "/"
     for exact in RESERVED_EXACT:
@@ -362,7 +386,7 @@ def reserved_path(path: str, service_name: str | None = None) -> str | None:
     if bare.startswith("/_engine"):
         return "/_engine/*"
     admin = bare == ADMIN_PREFIX or bare.startswith((ADMIN_PREFIX + "/", ADMIN_PREFIX + "{"))
-    if admin and service_name != ADMIN_SERVICE:
+    if (admin or _reaches_admin(bare)) and service_name != ADMIN_SERVICE:
         return ADMIN_PREFIX + "/*"
     return None
 
@@ -374,6 +398,18 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
     _need(path.startswith("/"), "endpoint_path must start with '/'")
     reserved = reserved_path(path, row.get("service_name"))
     _need(reserved is None, f"{reserved} is the engine's own path (reserved)")
+    if row.get("service_name") == ADMIN_SERVICE and (
+        path.rstrip("/") == ADMIN_PREFIX
+        or path.startswith((ADMIN_PREFIX + "/", ADMIN_PREFIX + "{"))
+    ):
+        roles = row.get("required_roles")
+        _need(
+            bool(row.get("requires_auth", True))
+            and isinstance(roles, list | tuple)
+            and ADMIN_ROLE in roles,
+            f"an admin row under {ADMIN_PREFIX} must require auth and the role {ADMIN_ROLE} "
+            "(requires_auth true, required_roles containing it)",
+        )
     _need(
         path.count("{") == path.count("}") == len(path_parameters(path)),
         "endpoint_path has a malformed {parameter}",

@@ -69,6 +69,18 @@ ON CONFLICT DO NOTHING;
 -- a serving row records its new version as a draft that would serve (only
 -- is_active changed), so it can be activated again at once.
 -- ---------------------------------------------------------------------------
+-- The route a row takes, as engine/routing.py route_key makes it: the method in
+-- upper case, the path with parameter names and a trailing slash ignored
+-- ('/a/{id}/' and '/a/{x}' are one route).
+CREATE OR REPLACE FUNCTION engine_route_path(p_path TEXT)
+RETURNS TEXT
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT '/' || COALESCE(string_agg(CASE WHEN t.seg LIKE '{%}' THEN '{}' ELSE t.seg END, '/'
+                                      ORDER BY t.n), '')
+    FROM unnest(string_to_array(btrim(p_path, '/'), '/')) WITH ORDINALITY AS t(seg, n)
+$$;
+
 CREATE OR REPLACE FUNCTION engine_admin_set_active(p_id INTEGER, p_active BOOLEAN, p_actor TEXT)
 RETURNS TABLE (
     id INTEGER, endpoint_path VARCHAR(200), http_method VARCHAR(10), service_name VARCHAR(100),
@@ -80,7 +92,11 @@ AS $$
 DECLARE
     v_row    api_endpoint_mappings%ROWTYPE;
     v_status api_endpoint_status%ROWTYPE;
+    v_owner  api_endpoint_mappings%ROWTYPE;
 BEGIN
+    -- one catalogue change at a time (engine.admin.change.CATALOG_WRITE_LOCK): the
+    -- statements below see every change committed before this one
+    PERFORM pg_advisory_xact_lock(7161132844275689249);
     IF p_actor IS NOT NULL THEN
         PERFORM set_config('engine.actor', p_actor, true);
     END IF;
@@ -94,6 +110,21 @@ BEGIN
             RAISE EXCEPTION 'ENDPOINT_NOT_CHECKED'
                 USING DETAIL = format('version %s of mapping id=%s has not been checked by a '
                                       'running engine yet; retry in a second', v_row.version, p_id);
+        END IF;
+        -- the draft was checked against the rows of its time: another row may own
+        -- its route now (activating it would take the route from a serving row)
+        SELECT * INTO v_owner FROM api_endpoint_mappings o
+        WHERE o.is_active AND o.id <> p_id
+          AND upper(o.http_method) = upper(v_row.http_method)
+          AND engine_route_path(o.endpoint_path) = engine_route_path(v_row.endpoint_path)
+        ORDER BY o.id
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'ENDPOINT_INVALID'
+                USING DETAIL = format('mapping id=%s (%s %s) would take the route of mapping '
+                                      'id=%s (%s %s), which is active: deactivate that one first',
+                                      p_id, v_row.http_method, v_row.endpoint_path, v_owner.id,
+                                      v_owner.http_method, v_owner.endpoint_path);
         END IF;
         IF v_status.reason IS NOT NULL THEN
             RAISE EXCEPTION 'ENDPOINT_INVALID'
@@ -162,7 +193,7 @@ FROM api_endpoint_mappings m
 LEFT JOIN api_endpoint_status s ON s.endpoint_mapping_id = m.id
 WHERE ($1::text IS NULL OR m.service_name = $1)
   AND ($2::text IS NULL OR (CASE WHEN s.version = m.version THEN s.state ELSE 'pending' END) = $2)
-  AND ($3::text IS NULL OR m.endpoint_path LIKE $3 || '%')
+  AND ($3::text IS NULL OR starts_with(m.endpoint_path, $3))
 ORDER BY id$sql$,
 '[{"name": "service", "in": "query", "type": "string", "description": "only rows of this service_name"},
   {"name": "state", "in": "query", "type": "string",

@@ -563,10 +563,10 @@ def test_error_codes_are_checked(db: DB, client: EngineClient) -> None:
         json={"error_code": "CAM_GONE"},
         headers=admin(client),
     )
-    assert (
-        "named by result_mapping.not_found"
-        in assert_problem(in_use, 409, "RESOURCE_IN_USE")["detail"]
-    )
+    in_use_detail = assert_problem(in_use, 409, "RESOURCE_IN_USE")["detail"]
+    assert "named by result_mapping.not_found" in in_use_detail
+    assert "\n" not in in_use_detail and "HINT:" not in in_use_detail
+    assert "Point those mappings at another code" in in_use_detail
     renamed = client.patch(
         "/admin/v1/error-codes/BOOK_NOT_FOUND",
         json={"error_code": "NO_BOOK"},
@@ -878,3 +878,105 @@ def test_the_verdict_refuses_what_would_not_serve_and_what_it_breaks() -> None:
     assert same.ok
     worse = judge(before, _catalog(row(3, "refused", "schema broken")), [3], strict=False)
     assert not worse.ok
+
+
+# ---------------------------------------------------------------------------
+# Review fixes: route ownership, concurrent creates, the /admin/v1 reservation
+# ---------------------------------------------------------------------------
+
+
+def test_activating_a_draft_at_a_route_another_row_serves_is_refused(
+    db: DB, client: EngineClient
+) -> None:
+    draft = add_endpoint(db, "/x/{a}", "GET", "SELECT 'a' AS who", is_active=False)
+    owner = add_endpoint(db, "/x/{b}", "GET", "SELECT 'b' AS who")
+    for path in ("/x/{b}/", "x/{id:int}", "/x/{a}"):
+        assert db.fetchval("SELECT engine_route_path($1)", path) == "/x/{}"
+    assert db.fetchval("SELECT engine_route_path('/')") == "/"
+    wait_status(db, draft, "draft")
+    wait_status(db, owner, "serving")
+    refused = client.post(f"/admin/v1/endpoints/{draft}/activate", headers=admin(client))
+    detail = assert_problem(refused, 422, "ENDPOINT_INVALID")["detail"]
+    assert f"id={owner}" in detail
+    assert not db.fetchval("SELECT is_active FROM api_endpoint_mappings WHERE id = $1", draft)
+    assert client.wait_for("GET", "/x/1", 200).json() == [{"who": "b"}]
+    assert status_of(compile_catalog(db), owner).state == "serving"
+
+
+def test_concurrent_creates_of_one_route_keep_only_one(db: DB, client: EngineClient) -> None:
+    async def go() -> list[int]:
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=30) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/admin/v1/endpoints",
+                        json={**BOOKS, "endpoint_path": f"/api/v1/clash/{{{name}}}",
+                              "query_template": "SELECT 1 AS one",
+                              "result_mapping": {"shape": "object"}},
+                        headers=admin(client),
+                    )
+                    for name in "abc"
+                )
+            )  # fmt: skip
+        return sorted(a.status_code for a in answers)
+
+    assert asyncio.run(go()) == [201, 422, 422]
+    count = "SELECT count(*) FROM api_endpoint_mappings WHERE endpoint_path LIKE '/api/v1/clash/%'"
+    assert db.fetchval(count) == 1
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/{v}/secrets", "/{a}/v1/endpoints", "/admin/{rest:path}", "/admin/{v}"]
+)
+def test_a_row_may_not_target_admin_paths_through_parameters(db: DB, path: str) -> None:
+    mine = add_endpoint(db, path, "GET", "SELECT 1 AS one")
+    status = status_of(compile_catalog(db), mine)
+    assert status.state == "refused"
+    assert "/admin/v1/* is the engine's own path" in status.reason
+
+
+def test_generic_rows_are_allowed_but_never_answer_under_admin_v1(
+    db: DB, client: EngineClient
+) -> None:
+    mine = add_endpoint(db, "/{a}/{b}/{c}", "GET", "SELECT 1 AS one")
+    other = add_endpoint(db, "/admin/{v:int}/x", "GET", "SELECT 1 AS one")
+    wait_status(db, mine, "serving")
+    wait_status(db, other, "serving")
+    assert client.get("/q/r/s").json() == [{"one": 1}]
+    assert_problem(client.get("/admin/v1/secrets"), 404, "ROUTE_NOT_FOUND")
+
+
+def test_an_admin_row_must_require_the_engine_admin_role(db: DB, client: EngineClient) -> None:
+    open_row = add_endpoint(db, "/admin/v1/open", "GET", "SELECT 1 AS one", service_name="admin")
+    no_role = add_endpoint(
+        db, "/admin/v1/norole", "GET", "SELECT 1 AS one", service_name="admin",
+        requires_auth=True, required_roles=["someone"],
+    )  # fmt: skip
+    catalog = compile_catalog(db)
+    for mid in (open_row, no_role):
+        status = status_of(catalog, mid)
+        assert status.state == "refused" and "engine_admin" in status.reason
+    listed = db.fetchval(
+        "SELECT id FROM api_endpoint_mappings WHERE endpoint_path = '/admin/v1/endpoints' "
+        "AND http_method = 'GET'"
+    )
+    wait_status(db, listed, "serving")
+    patched = client.patch(
+        f"/admin/v1/endpoints/{listed}", json={"requires_auth": False}, headers=admin(client)
+    )
+    assert "engine_admin" in assert_problem(patched, 422, "ENDPOINT_INVALID")["detail"]
+    assert_problem(client.get("/admin/v1/endpoints"), 401, "AUTHENTICATION_REQUIRED")
+
+
+def test_the_path_filter_is_a_prefix_not_a_pattern(db: DB, client: EngineClient) -> None:
+    add_endpoint(db, "/lib/v1/a_b", "GET", "SELECT 1 AS one")
+    add_endpoint(db, "/lib/v1/axb", "GET", "SELECT 1 AS one")
+    for given, wanted in (("%", []), ("/lib/v1/a_", ["/lib/v1/a_b"]), ("/lib/", None)):
+        found = rows_of(
+            client.get("/admin/v1/endpoints", params={"path": given}, headers=admin(client))
+        )
+        paths = [r["endpoint_path"] for r in found]
+        if wanted is None:
+            assert set(paths) == {"/lib/v1/a_b", "/lib/v1/axb"}
+        else:
+            assert paths == wanted

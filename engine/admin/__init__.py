@@ -18,9 +18,9 @@ Every admin route needs the role ``engine_admin`` (:data:`ROLE`).
 
 from __future__ import annotations
 
-from engine.spec import ADMIN_PREFIX, ADMIN_SERVICE
+from engine.spec import ADMIN_PREFIX, ADMIN_ROLE, ADMIN_SERVICE
 
-ROLE = "engine_admin"
+ROLE = ADMIN_ROLE
 PREFIX = ADMIN_PREFIX
 SERVICE = ADMIN_SERVICE
 

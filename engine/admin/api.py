@@ -40,7 +40,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from engine import scaffold
-from engine.admin import PREFIX, ROLE, operations
+from engine.admin import PREFIX, ROLE, SERVICE, operations
 from engine.auth import Principal, authorize
 from engine.catalog import write_statuses
 from engine.cors import catalog_methods
@@ -433,24 +433,32 @@ def methods_at(path: str, catalog: Any) -> tuple[list[str], list[str]] | None:
 
 class _Rows:
     """Every other request under /admin/v1: the catalogue's admin rows answer it, except a
-    method neither they nor a built-in route answer at a built-in path (405 naming both)."""
+    method neither they nor a built-in route answer at a built-in path (405 naming both).
+
+    Only a row of the admin service is dispatched to: a row of another service whose
+    pattern matches here (a generic ``/{a}/{b}/{c}``) is not found (404)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["app"].state.services
         path, method = scope["path"], scope["method"]
         match = services.catalogs.current.match(path, method)
         builtin = _builtin_methods(path)
-        if (match is not None and match.endpoint is not None) or not builtin:
+        endpoint = match.endpoint if match is not None else None
+        spec = getattr(endpoint, "spec", None)
+        if spec is not None and spec.service_name != SERVICE:
+            error = ApiError("ROUTE_NOT_FOUND", f"No endpoint is published at {method} {path}")
+        elif endpoint is not None or not builtin:
             await Dispatcher(lambda: services)(scope, receive, send)
             return
-        allowed = builtin | set(match.allowed if match is not None else ())
-        if "GET" in allowed:
-            allowed.add("HEAD")
-        listed = ", ".join(sorted(allowed))
+        else:
+            allowed = builtin | set(match.allowed if match is not None else ())
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            listed = ", ".join(sorted(allowed))
+            error = ApiError(
+                "METHOD_NOT_ALLOWED", f"{path} accepts {listed}", headers={"Allow": listed}
+            )
         request = Request(scope, receive)
-        error = ApiError(
-            "METHOD_NOT_ALLOWED", f"{path} accepts {listed}", headers={"Allow": listed}
-        )
         started = time.perf_counter()
         response = _failure(
             services, request, path, error, request_id_of(request.headers), started, None, None

@@ -9,11 +9,18 @@ last good version would keep serving in its place; a draft with a reason), or
 when any other row that served before would not after. A refusal rolls back and
 raises :func:`refusal` (422 ``ENDPOINT_INVALID`` with every reason); a dry run
 rolls back either way and returns the verdict.
+
+Checked changes run one at a time: each takes the advisory lock
+:data:`CATALOG_WRITE_LOCK` before its transaction (so before its snapshot),
+else two concurrent changes would each be checked against a catalogue without
+the other's rows (two clashing creates would both be kept). The SQL function
+``engine_admin_set_active`` (sql/014) takes the same lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,6 +32,32 @@ from engine.errors import ApiError
 T = TypeVar("T")
 
 SET_ACTOR = "SELECT set_config('engine.actor', $1, true)"
+
+# the advisory lock key every change of the catalogue holds while it checks and
+# writes ("catalog!"); sql/014 engine_admin_set_active uses the same number
+CATALOG_WRITE_LOCK = 0x636174616C6F6721
+
+
+@contextlib.asynccontextmanager
+async def catalog_write_lock(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Hold :data:`CATALOG_WRITE_LOCK` on ``conn`` (waiting for any other change to end).
+
+    Enter it before the transaction starts: a REPEATABLE READ snapshot taken
+    before the lock was granted would miss the change that held it. Outside a
+    transaction it is a session lock released on exit (the pool's reset releases
+    it too); inside one, a transaction lock released at its end.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CATALOG_WRITE_LOCK)
+        yield
+        return
+    await conn.execute("SELECT pg_advisory_lock($1)", CATALOG_WRITE_LOCK)
+    try:
+        yield
+    finally:
+        if not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", CATALOG_WRITE_LOCK)
 
 
 @dataclass(frozen=True)
@@ -134,7 +167,7 @@ async def checked_change(
     :func:`refusal`, unless ``dry_run`` (then the check is returned either way).
     """
     try:
-        async with conn.transaction(isolation="repeatable_read"):
+        async with catalog_write_lock(conn), conn.transaction(isolation="repeatable_read"):
             if actor:
                 await conn.execute(SET_ACTOR, actor)
             before = await load_catalog(

@@ -96,7 +96,9 @@ def _db_refusal(exc: asyncpg.PostgresError, table: Table) -> ApiError:
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return ApiError("REFERENCED_RESOURCE_MISSING", f"The row names a missing row: {what}")
     if isinstance(exc, asyncpg.RestrictViolationError):  # the error-code guard of sql/006
-        return ApiError("RESOURCE_IN_USE", str(exc))
+        hint = getattr(exc, "hint", None)  # str(exc) would append "\nHINT:  ..."
+        message = getattr(exc, "message", None) or str(exc).split("\n", 1)[0]
+        return ApiError("RESOURCE_IN_USE", f"{message}. {hint}" if hint else message)
     return ApiError("CONSTRAINT_VIOLATION", what)
 
 
