@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -141,7 +143,7 @@ def test_a_scaffolded_table_serves_validates_and_isolates_tenants(
     assert body["properties"]["status"] == {"type": "string", "enum": ["new", "active", "retired"]}
     assert body["properties"]["qty"] == {"type": "integer", "minimum": 1, "maximum": 100}
     assert body["properties"]["price"]["minimum"] == 0
-    assert body["properties"]["price"]["exclusiveMaximum"] == 10000  # numeric(6,2)
+    assert body["properties"]["price"]["exclusiveMaximum"] == 9999.995  # numeric(6,2), rounded
     assert "tenant_id" not in body["properties"] and "id" not in body["properties"]
     code = db.fetchrow(
         "SELECT http_status_code, localized_messages::text AS l FROM api_error_codes "
@@ -323,6 +325,12 @@ def test_the_printed_sql_makes_the_rows_apply_makes(db: DB, db_url: str) -> None
     ]
     assert "UPDATE api_endpoint_mappings SET is_active = true WHERE id IN (" in applied.stdout
     assert mapping_rows(db, "gadgets") == from_sql
+    # the history names the CLI's user, as `engine endpoints` does
+    actors = db.fetch(
+        "SELECT DISTINCT h.changed_by FROM api_endpoint_history h "
+        "JOIN api_endpoint_mappings m ON m.id = h.mapping_id WHERE m.service_name = 'gadgets'"
+    )
+    assert [r["changed_by"] for r in actors] == [f"cli:{getpass.getuser()}"]
 
     # a second scaffold of the same routes is refused, naming the rows that own them
     again = run_cli("scaffold", "gadgets", "--apply", url=db_url)
@@ -482,3 +490,105 @@ def test_inside_a_transaction_the_caller_commits_and_the_actor_is_recorded(
             ids,
         )
         assert [r["changed_by"] for r in actors] == ["bob"]
+
+
+EVIL = "evil\nCREATE TABLE pwned (x int);--"
+
+
+def test_names_with_line_breaks_cannot_escape_the_comments_of_the_printed_sql(
+    db: DB, db_url: str
+) -> None:
+    db.execute(
+        f"""CREATE SCHEMA s;
+        CREATE TABLE s."{EVIL}" (id int PRIMARY KEY, "c\rDROP TABLE gadgets;--" int
+            CONSTRAINT "k\nCREATE TABLE pwned2 ();--" CHECK ("c\rDROP TABLE gadgets;--" > id),
+            s serial);
+        CREATE TABLE gadgets (id int PRIMARY KEY);"""
+    )
+    sql = run_scaffold(db_url, f's."{EVIL}"').sql
+    for line in sql.splitlines():
+        if line.startswith("--"):
+            assert "\r" not in line
+    ran = subprocess.run(
+        ["psql", "-v", "ON_ERROR_STOP=1", "-X", "-q", "-d", db_url],
+        input=sql, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert db.fetchval("SELECT to_regclass('pwned') IS NULL AND to_regclass('pwned2') IS NULL")
+    assert db.fetchval("SELECT to_regclass('gadgets') IS NOT NULL")
+    assert db.fetchval("SELECT count(*) FROM api_endpoint_mappings WHERE target_schema = 's'") == 5
+
+
+def test_the_engines_own_tables_are_refused_whatever_the_search_path(db: DB, db_url: str) -> None:
+    db.execute("CREATE SCHEMA other; CREATE TABLE other.api_keys (id int PRIMARY KEY, v text)")
+
+    async def go(table: str) -> ScaffoldResult:
+        conn = await asyncpg.connect(db_url)
+        try:
+            await init_connection(conn)
+            await conn.execute("SET search_path = other, public")
+            return await scaffold(conn, table)
+        finally:
+            await conn.close()
+
+    for own in ("public.api_keys", "public.engine_secrets", "api_endpoint_mappings"):
+        with pytest.raises(ApiError) as caught:
+            asyncio.run(go(own))
+        assert caught.value.code == "SCAFFOLD_REFUSED"
+        assert "one of the engine's own tables" in (caught.value.detail or "")
+    # a table of the same name elsewhere is the admin's own
+    assert asyncio.run(go("other.api_keys")).table == "other.api_keys"
+
+
+def test_paths_too_long_or_with_control_characters_are_refused(db: DB, db_url: str) -> None:
+    long = [f"k{i}_" + "x" * 58 for i in range(3)]
+    db.execute(
+        GADGETS + f"CREATE TABLE longkeys ({', '.join(f'{c} int' for c in long)}, v text, "
+        f"PRIMARY KEY ({', '.join(long)}))"
+    )
+    before = db.fetchval("SELECT count(*) FROM api_endpoint_mappings")
+    assert "at most 200" in refusal(db_url, "longkeys", path="/api/v1/" + "l" * 30)
+    for bad in ("/api/v1/a\x00b", "/api/v1/a\x01b", "/api/v1/a\x7fb"):
+        assert "control character" in refusal(db_url, "gadgets", path=bad)
+    assert db.fetchval("SELECT count(*) FROM api_endpoint_mappings") == before
+
+
+def test_text_keys_rounded_numbers_and_serial_columns(
+    db: DB, db_url: str, make_client: Callable[..., EngineClient]
+) -> None:
+    db.execute(
+        "CREATE TABLE tags (name text PRIMARY KEY, amount numeric(5,2), "
+        "tiny numeric(3,-1), s serial NOT NULL, label text)"
+    )
+    result = run_scaffold(db_url, "tags", public=True, apply=True)
+    create = next(s for s in result.schemas if s["http_method"] == "POST")["validation_schema"]
+    update = next(s for s in result.schemas if s["http_method"] == "PATCH")["validation_schema"]
+    assert create["properties"]["name"]["pattern"] == "^[^/]+$"
+    assert any("'/'" in n and "name" in n for n in result.notes)
+    amount = create["properties"]["amount"]
+    assert (amount["exclusiveMaximum"], amount["exclusiveMinimum"]) == (999.995, -999.995)
+    tiny = create["properties"]["tiny"]
+    assert (tiny["exclusiveMaximum"], tiny["exclusiveMinimum"]) == (9995, -9995)
+    assert "s" not in create["properties"] and "s" not in update["properties"]
+    assert any("column s is assigned by the database" in n for n in result.notes)
+
+    client = serve(make_client)
+    db.execute("UPDATE api_endpoint_mappings SET is_active = true WHERE id = ANY($1::int[])",
+               result.ids)  # fmt: skip
+    for mid in result.ids:
+        wait_status(db, mid, "serving")
+    slash = assert_problem(
+        client.post("/api/v1/tags", json={"name": "a/b"}), 400, "VALIDATION_ERROR"
+    )
+    assert error_for(slash, "pointer", "/name")["keyword"] == "pattern"
+    for value in (999.995, 999.999, -999.999):
+        r = client.post("/api/v1/tags", json={"name": "big", "amount": value})
+        assert error_for(assert_problem(r, 400, "VALIDATION_ERROR"), "pointer", "/amount")
+    r = client.post("/api/v1/tags", json={"name": "big", "tiny": 9994})
+    assert r.status_code == 201 and r.json()["tiny"] == 9990, r.text
+    r = client.post("/api/v1/tags", json={"name": "ok", "amount": 999.994, "tiny": -9994})
+    assert r.status_code == 201 and r.json()["amount"] == 999.99, r.text
+    assert isinstance(r.json()["s"], int)
+    assert_problem(client.post("/api/v1/tags", json={"name": "n", "s": 7}), 400, "VALIDATION_ERROR")
+    assert_problem(client.patch("/api/v1/tags/ok", json={"s": 7}), 400, "VALIDATION_ERROR")
+    assert client.get("/api/v1/tags/ok").json()["label"] is None

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from engine.admin.cli import actor
 from engine.database import init_connection
 from engine.errors import ApiError
 from engine.scaffold import scaffold
@@ -68,6 +69,7 @@ async def run(url: str, settings: Settings, args: argparse.Namespace) -> int:
             roles=_split(args.roles),
             apply=args.apply,
             public=args.public,
+            actor=actor() if args.apply else None,
             default_timeout_ms=settings.statement_timeout_ms,
         )
     except ApiError as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from engine.admin.change import catalog_write_lock
 from engine.catalog import RowStatus, load_catalog
 from engine.errors import ApiError
 from engine.routing import route_key
@@ -225,29 +226,34 @@ async def scaffold(
     command = command_line(name, path, tenant_column, tenant_claim, todo.roles, public)
     sql = render_sql(todo, rows, schemas, code, command)
 
-    nested = conn.is_in_transaction()
-    transaction = conn.transaction() if nested else conn.transaction(isolation="repeatable_read")
-    await transaction.start()
-    done = False
-    try:
-        if actor:
-            await conn.execute(SET_ACTOR, actor)
-        ids = await _insert(conn, rows, schemas, code)
-        catalog = await load_catalog(conn, default_timeout_ms=default_timeout_ms)
-        by_id = {s.mapping_id: s for s in catalog.statuses}
-        states = tuple(by_id[i] for i in ids)
-        broken = [s for s in states if s.reason is not None]
-        if broken:
-            raise refuse(
-                f"the generated rows for {found.ident} would not serve; nothing was written",
-                [{"endpoint": f"{s.method} {s.path}", "message": s.reason} for s in broken],
-            )
-        if apply:
-            await transaction.commit()
-            done = True
-    finally:
-        if not done:
-            await transaction.rollback()
+    # one catalogue change at a time (as the admin API's): two scaffolds, or a scaffold
+    # and an admin edit, of the same routes cannot both pass their checks
+    async with catalog_write_lock(conn):
+        nested = conn.is_in_transaction()
+        transaction = (
+            conn.transaction() if nested else conn.transaction(isolation="repeatable_read")
+        )
+        await transaction.start()
+        done = False
+        try:
+            if actor:
+                await conn.execute(SET_ACTOR, actor)
+            ids = await _insert(conn, rows, schemas, code)
+            catalog = await load_catalog(conn, default_timeout_ms=default_timeout_ms)
+            by_id = {s.mapping_id: s for s in catalog.statuses}
+            states = tuple(by_id[i] for i in ids)
+            broken = [s for s in states if s.reason is not None]
+            if broken:
+                raise refuse(
+                    f"the generated rows for {found.ident} would not serve; nothing was written",
+                    [{"endpoint": f"{s.method} {s.path}", "message": s.reason} for s in broken],
+                )
+            if apply:
+                await transaction.commit()
+                done = True
+        finally:
+            if not done:
+                await transaction.rollback()
     return ScaffoldResult(
         table=found.ident,
         path=todo.path,

@@ -30,6 +30,7 @@ class Column:
     schema: dict[str, Any]  # JSON Schema of a non-null value
     comment: str | None
     is_domain: bool = False
+    serial: bool = False  # owns its sequence (serial, bigserial): assigned, never written
 
     @property
     def has_default(self) -> bool:

@@ -37,6 +37,8 @@ from engine.spec import reserved_path
 PAGE_LIMIT, PAGE_MAX_LIMIT = 50, 500
 RATE_LIMIT = 100  # the column default of api_endpoint_mappings, written out for review
 KEY_TYPES = ("integer", "uuid", "string", "date", "timestamp")  # what a path segment carries
+MAX_PATH = 200  # api_endpoint_mappings.endpoint_path is varchar(200)
+KEY_PATTERN = "^[^/]+$"  # a text key is one path segment
 _PATH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAPPING_COLUMNS = (
     "endpoint_path", "http_method", "service_name", "database_operation", "target_table",
@@ -80,6 +82,11 @@ def _check_path(path: str) -> str:
     if not path.startswith("/") or path.rstrip("/") == "":
         raise refuse(f"the path must start with '/' and name the collection, not {path!r}")
     path = path.rstrip("/")
+    control = re.search(r"[\x00-\x1f\x7f-\x9f]", path)
+    if control:
+        raise refuse(
+            f"the path {path!r} has the control character {control[0]!r}: a path is printable"
+        )
     bad = re.search(r"[\s{}?#%\\]", path)
     if bad:
         raise refuse(
@@ -164,6 +171,18 @@ def plan(
     if not keyset:
         notes.append("the list pages by offset: a key column of a domain type cannot be a keyset")
     base_path = _check_path(path or f"/api/v1/{_slug(table.name)}")
+    item_path = base_path + "".join(f"/{{{n}}}" for n in key_names)
+    if len(item_path) > MAX_PATH:
+        raise refuse(
+            f"the item path {item_path} is {len(item_path)} characters long (at most "
+            f"{MAX_PATH}, endpoint_path's limit): pass a shorter --path"
+        )
+    for c in key:
+        if c.param_type == "string":
+            notes.append(
+                f"key column {c.name} is text: a value with '/' could not be addressed in one "
+                f"path segment, so the create schema refuses it (pattern {KEY_PATTERN})"
+            )
     clean_roles = []
     for role in roles:
         if not isinstance(role, str) or not role.strip():
@@ -176,7 +195,7 @@ def plan(
         tenant=tenant,
         claim=tenant_claim,
         path=base_path,
-        item_path=base_path + "".join(f"/{{{n}}}" for n in key_names),
+        item_path=item_path,
         code=_error_code(table.name),
         roles=clean_roles,
         requires_auth=not public,
@@ -196,6 +215,13 @@ def _property(c: Column, *, nullable: bool) -> dict[str, Any]:
     elif not schema:
         schema = {"not": {"type": "null"}}
     return schema
+
+
+def _add_pattern(schema: dict[str, Any], pattern: str) -> None:
+    if "pattern" in schema:
+        schema.setdefault("allOf", []).append({"pattern": pattern})
+    else:
+        schema["pattern"] = pattern
 
 
 def _param(name: str, source: str, c: Column, **extra: Any) -> dict[str, Any]:
@@ -272,7 +298,7 @@ def generate(p: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
     writable = [
         c for c in t.columns
-        if c is not p.tenant and not c.generated and not c.identity
+        if c is not p.tenant and not c.generated and not c.identity and not c.serial
         and not (c in p.key and c.has_default)
     ]  # fmt: skip
     insert_cols, values, params = [], [], list(tenant_param)
@@ -294,6 +320,8 @@ def generate(p: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             values.append(c.placeholder(n))
         params.append(_param(c.name, "body", c, **({"required": True} if must else {})))
         create_props[c.name] = _property(c, nullable=not c.not_null and not c.has_default)
+        if c in p.key and c.param_type == "string":
+            _add_pattern(create_props[c.name], KEY_PATTERN)
         if must:
             required.append(c.name)
     if insert_cols:

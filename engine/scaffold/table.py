@@ -29,7 +29,11 @@ RELATION = """
 SELECT c.oid, c.relname::text AS name, n.nspname::text AS schema,
        quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS ident,
        c.relkind::text AS kind, c.relispartition AS is_partition,
-       c.relpersistence::text AS persistence, n.nspname = current_schema() AS current,
+       c.relpersistence::text AS persistence,
+       -- the schema of the engine's own tables (any schema when they are not on the path)
+       n.oid = COALESCE((SELECT e.relnamespace FROM pg_class e
+                         WHERE e.oid = to_regclass('api_endpoint_mappings')), n.oid)
+           AS engine_schema,
        (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname)
         FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
         JOIN pg_namespace pn ON pn.oid = p.relnamespace
@@ -43,7 +47,11 @@ SELECT a.attname::text AS name, quote_ident(a.attname) AS ident, a.attnotnull AS
        a.attgenerated::text AS generated, a.atttypid AS type_oid, a.atttypmod AS typmod,
        format_type(a.atttypid, a.atttypmod) AS type_sql,
        format_type(a.atttypid, NULL) AS bare_type_sql,
-       col_description(a.attrelid, a.attnum) AS comment
+       col_description(a.attrelid, a.attnum) AS comment,
+       EXISTS (SELECT 1 FROM pg_depend dep JOIN pg_class sq ON sq.oid = dep.objid
+               WHERE dep.classid = 'pg_class'::regclass AND sq.relkind = 'S'
+                 AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum
+                 AND dep.deptype = 'a') AS serial  -- owns its sequence: serial, bigserial
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -150,7 +158,9 @@ def _value_schema(t: _Type, typmod: int) -> tuple[str, dict[str, Any]] | None:
     elif t.name == "numeric" and typmod >= 4:
         precision = ((typmod - 4) >> 16) & 0xFFFF
         scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024  # negative scales since PostgreSQL 15
-        bound = json_number(Decimal(10) ** (precision - scale))
+        # the largest magnitude that still fits once rounded to the scale (numeric(5,2):
+        # 999.995 would round to 1000.00, which overflows)
+        bound = json_number(Decimal(10) ** (precision - scale) - Decimal(5).scaleb(-scale - 1))
         schema["exclusiveMaximum"], schema["exclusiveMinimum"] = bound, -bound
         schema["description"] = f"numeric({precision},{scale}): rounded to {scale} decimal places"
     return kind, schema
@@ -198,6 +208,7 @@ def _column(r: Mapping[str, Any], types: Mapping[int, _Type]) -> Column:
         schema=schema,
         comment=r["comment"],
         is_domain=bool(domains),
+        serial=bool(r["serial"]),
     )
 
 
@@ -236,7 +247,7 @@ async def read_table(conn: asyncpg.Connection, table: str) -> Table:
         raise refuse(f"{name} is {_RELKINDS[kind]}: {why}")
     if rel["schema"] in _SYSTEM_SCHEMAS or rel["schema"].startswith("pg_"):
         raise refuse(f"{name} is a system table")
-    if rel["current"] and rel["name"] in engine_tables():
+    if rel["engine_schema"] and rel["name"] in engine_tables():
         raise refuse(
             f"{name} is one of the engine's own tables (its migrations create it): its rows "
             "belong to the engine (configuration, logs, keys, secrets); use the admin API "
@@ -271,7 +282,7 @@ async def read_table(conn: asyncpg.Connection, table: str) -> Table:
                 f"column {c.name} ({c.type_sql}) is sent as text and cast by PostgreSQL "
                 "(malformed text: 400 INVALID_VALUE)"
             )
-        if c.generated or c.identity or (c.name in key and c.has_default):
+        if c.generated or c.identity or c.serial or (c.name in key and c.has_default):
             how = "generated" if c.generated else "assigned by the database"
             out.notes.append(f"column {c.name} is {how}: answered, never written")
     return out
