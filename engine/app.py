@@ -115,7 +115,7 @@ def create_app(
                     cache, db.write, catalogs.endpoint_routes, settings.cache_stats_interval_s
                 ),
                 idempotency.purge_job(db.write),
-                probe,  # before pool_stats, which marks the probe's row closed at stop
+                probe,  # its own connection; the pool figures write on another
                 pool_stats,
                 slow_queries,
                 figures.flush_job(measured, db.write, settings.metrics_flush_s),  # final flush
