@@ -100,7 +100,6 @@ class Dispatcher:
         try:
             response = await handle(services, request, exchange)
             exchange.status = response.status_code
-            exchange.cache = response.headers.get("x-cache")
             if isinstance(response, StreamingResponse):
                 await response(scope, *_watched(exchange, receive, send))
             else:
@@ -208,7 +207,10 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
         if page is not None:
             args = [*args, *page.args]
         if ep.cacheable:
-            return await _cached(services, catalog, ep, args, page, request, principal, headers)
+            try:
+                return await _cached(services, catalog, ep, args, page, request, principal, headers)
+            finally:  # HIT or MISS (a 404 computed is a miss too), without parsing the answer
+                exchange.cache = headers.get("X-Cache")
         if spec.is_read:
             shaped = await _execute(services, catalog, ep, args, page)
             return _answer(_render(ep, shaped, request_id), request, headers)
