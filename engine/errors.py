@@ -44,6 +44,8 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "TRANSACTION_CONFLICT": (503, "The transaction conflicted with another one; retry"),
     "STATEMENT_TIMEOUT": (504, "The database query took too long"),
     "DATABASE_CONNECTION_ERROR": (503, "Database connection error"),
+    "DATABASE_BUSY": (503, "Every database connection is busy; retry shortly"),
+    "ENDPOINT_BUSY": (503, "This endpoint is answering as many requests as it may; retry shortly"),
     "TOO_MANY_EXPORTS": (503, "Too many exports are running; retry shortly"),
     "INTERNAL_ERROR": (500, "An internal error occurred"),
     "AMBIGUOUS_CREDENTIALS": (400, "Send either an API key or a bearer token, not both"),

@@ -171,6 +171,53 @@ class Settings:
         "Errors waiting to be written through log_api_error(); more are dropped and counted.",
     )
 
+    pool_timeout_s: float = _setting(
+        "ENGINE_POOL_TIMEOUT_S",
+        5.0,
+        "Longest wait for a free pool connection; then 503 DATABASE_BUSY with Retry-After.",
+    )
+    header_timeout_s: float = _setting(
+        "ENGINE_HEADER_TIMEOUT_S",
+        10.0,
+        "A connection that has not sent a whole request head this long after opening (or "
+        "after its last answer) is closed.",
+    )
+    max_connections: int = _setting(
+        "ENGINE_MAX_CONNECTIONS",
+        2000,
+        "Open client connections per process; beyond it new connections get 503 (GET "
+        "/health/live keeps answering from a reserve).",
+    )
+    shutdown_grace_s: float = _setting(
+        "ENGINE_SHUTDOWN_GRACE_S",
+        10.0,
+        "On SIGTERM: readiness turns 503, in-flight requests get this long to finish, then "
+        "they are cancelled (their statements too) and the process exits 0.",
+    )
+    listen_ping_s: float = _setting(
+        "ENGINE_LISTEN_PING_S",
+        2.0,
+        "How often the LISTEN connection is pinged; a frozen or half-open one is replaced "
+        "and the catalogue reloaded in full.",
+    )
+    error_log_sample: int = _setting(
+        "ENGINE_ERROR_LOG_SAMPLE",
+        10,
+        "401, 404 (unknown path), 405 and 429 answers written one by one to api_error_logs "
+        "per minute and code; the rest are counted in one summary row a minute.",
+    )
+    error_log_retention_days: int = _setting(
+        "ENGINE_ERROR_LOG_RETENTION_DAYS",
+        30,
+        "Days api_error_logs, api_performance_metrics and the other figure tables keep "
+        "their rows; older rows are deleted in batches by a periodic job.",
+    )
+    unknown_path_limit_per_minute: int = _setting(
+        "ENGINE_UNKNOWN_PATH_LIMIT_PER_MINUTE",
+        120,
+        "404s for unknown paths one client address may get a minute; beyond it 429. 0: no limit.",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ

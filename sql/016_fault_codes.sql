@@ -1,0 +1,27 @@
+-- 016: codes of back-pressure (issue 11).
+--
+-- DATABASE_BUSY: no pool connection became free within ENGINE_POOL_TIMEOUT_S (the
+-- database answers, but every connection is in use), or the pool's circuit breaker is
+-- open after repeated connection failures. Distinct from DATABASE_CONNECTION_ERROR
+-- (the database cannot be reached). Answered with Retry-After.
+-- ENDPOINT_BUSY: the row's max_concurrent requests are already running; answered with
+-- Retry-After, so one slow endpoint cannot take the whole pool.
+-- ON CONFLICT DO NOTHING keeps wording an admin already wrote.
+-- localized_messages: "vi" Vietnamese, "ru" Russian.
+
+INSERT INTO api_error_codes
+    (error_code, http_status_code, error_category, error_message, suggested_action, localized_messages)
+VALUES
+('DATABASE_BUSY', 503, 'database',
+ 'Every database connection is busy; retry shortly',
+ 'Retry after the number of seconds in Retry-After; if it persists, raise ENGINE_POOL_MAX_SIZE or find the slow queries.',
+ '{"vi": "Mọi kết nối cơ sở dữ liệu đều đang bận; hãy thử lại sau giây lát", "ru": "Все соединения с базой данных заняты; повторите попытку чуть позже"}'),
+('ENDPOINT_BUSY', 503, 'database',
+ 'This endpoint is answering as many requests as it may; retry shortly',
+ 'Retry after the number of seconds in Retry-After; the endpoint''s max_concurrent limits how many of its requests run at once.',
+ '{"vi": "Endpoint này đang xử lý số yêu cầu tối đa cho phép; hãy thử lại sau giây lát", "ru": "Эндпоинт обрабатывает максимально допустимое число запросов; повторите попытку чуть позже"}')
+ON CONFLICT (error_code) DO NOTHING;
+
+INSERT INTO engine_required_error_codes (error_code)
+VALUES ('DATABASE_BUSY'), ('ENDPOINT_BUSY')
+ON CONFLICT DO NOTHING;
