@@ -46,6 +46,10 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "DATABASE_CONNECTION_ERROR": (503, "Database connection error"),
     "DATABASE_BUSY": (503, "Every database connection is busy; retry shortly"),
     "ENDPOINT_BUSY": (503, "This endpoint is answering as many requests as it may; retry shortly"),
+    "TOO_MANY_CONNECTIONS": (
+        503,
+        "The server has as many connections open as it may; retry shortly",
+    ),
     "TOO_MANY_EXPORTS": (503, "Too many exports are running; retry shortly"),
     "INTERNAL_ERROR": (500, "An internal error occurred"),
     "AMBIGUOUS_CREDENTIALS": (400, "Send either an API key or a bearer token, not both"),

@@ -6,6 +6,8 @@
 -- (the database cannot be reached). Answered with Retry-After.
 -- ENDPOINT_BUSY: the row's max_concurrent requests are already running; answered with
 -- Retry-After, so one slow endpoint cannot take the whole pool.
+-- TOO_MANY_CONNECTIONS: the process holds ENGINE_MAX_CONNECTIONS client connections;
+-- a new one is answered this (with Retry-After) and closed.
 -- ON CONFLICT DO NOTHING keeps wording an admin already wrote.
 -- localized_messages: "vi" Vietnamese, "ru" Russian.
 
@@ -19,9 +21,13 @@ VALUES
 ('ENDPOINT_BUSY', 503, 'database',
  'This endpoint is answering as many requests as it may; retry shortly',
  'Retry after the number of seconds in Retry-After; the endpoint''s max_concurrent limits how many of its requests run at once.',
- '{"vi": "Endpoint này đang xử lý số yêu cầu tối đa cho phép; hãy thử lại sau giây lát", "ru": "Эндпоинт обрабатывает максимально допустимое число запросов; повторите попытку чуть позже"}')
+ '{"vi": "Endpoint này đang xử lý số yêu cầu tối đa cho phép; hãy thử lại sau giây lát", "ru": "Эндпоинт обрабатывает максимально допустимое число запросов; повторите попытку чуть позже"}'),
+('TOO_MANY_CONNECTIONS', 503, 'server',
+ 'The server has as many connections open as it may; retry shortly',
+ 'Retry after the number of seconds in Retry-After; reuse connections (keep-alive) instead of opening many.',
+ '{"vi": "Máy chủ đang mở số kết nối tối đa cho phép; hãy thử lại sau giây lát", "ru": "Сервер держит максимально допустимое число соединений; повторите попытку чуть позже"}')
 ON CONFLICT (error_code) DO NOTHING;
 
 INSERT INTO engine_required_error_codes (error_code)
-VALUES ('DATABASE_BUSY'), ('ENDPOINT_BUSY')
+VALUES ('DATABASE_BUSY'), ('ENDPOINT_BUSY'), ('TOO_MANY_CONNECTIONS')
 ON CONFLICT DO NOTHING;
