@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test migrate seed check routes bench lint format clean
+.PHONY: install run test migrate seed check routes bench bench-mixed lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP) ## benchmarks, printed as ratios against baselines
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/wfm.py
 	$(BIN)/python bench/observers.py
+	$(BIN)/python bench/mixed.py
+
+bench-mixed: $(STAMP) ## 60 s of mixed load through wrk: zero 5xx, RSS flat (bench/results/mixed.json)
+	$(BIN)/python bench/mixed.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
