@@ -7,7 +7,8 @@ header, the authenticated principal, or a constant), coerces it, checks it fits
 the column type (an int4 overflow is a 400 here, not a database error), and
 returns the argument tuple. Every bad value is reported, not just the first. A
 scalar query parameter given more than once is refused (only arrays repeat), and
-header values are read as UTF-8.
+so is a header parameter; header values are read as UTF-8, and a path or query
+value whose escapes are not UTF-8 is refused (never bound as U+FFFD).
 """
 
 from __future__ import annotations
@@ -255,10 +256,33 @@ def _to_timestamp(pg: str) -> Coercer:
 def _to_json(raw: Any, text: bool) -> Any:
     if text and isinstance(raw, str):
         try:
-            return orjson.loads(raw)
+            raw = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BadValue("must be valid JSON") from None
+    problem = _json_problem(raw)
+    if problem:  # a 400 here, not a statement that fails to encode or to cast
+        raise BadValue(problem)
     return raw
+
+
+_MAX_JSON_DEPTH = 64  # as a body's (engine/endpoint.py); orjson writes at most 254 levels
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a json/jsonb argument: NUL in a string (jsonb refuses
+    \\u0000) or nesting too deep to encode. Walked without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "must not contain NUL characters (\\u0000)"
+        elif isinstance(node, dict | list):
+            if depth >= _MAX_JSON_DEPTH:
+                return f"must not nest objects and arrays deeper than {_MAX_JSON_DEPTH} levels"
+            children = [*node, *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def scalar_coercer(kind: str, pg_name: str) -> Coercer:
@@ -416,9 +440,9 @@ class Binder:
     def _raw(p: ParamSpec, source: Source) -> tuple[Any, bool]:
         if p.source == "path":
             value = source.path_params.get(p.name)
-            return (_MISSING if value is None else value), True
+            return (_MISSING if value is None else _decoded(value)), True
         if p.source == "query":
-            values = source.query.getlist(p.name)
+            values = [_decoded(v) for v in source.query.getlist(p.name)]
             if not values:
                 return _MISSING, True
             if p.type == "array":
@@ -427,12 +451,28 @@ class Binder:
                 raise BadValue(f"must be given once, not {len(values)} times")
             return values[0], True
         if p.source == "header":
+            getlist = getattr(source.headers, "getlist", None)
+            given = getlist(p.name) if getlist is not None else []
+            if len(given) > 1:  # as for the query: never guess which one was meant
+                raise BadValue(f"must be given once, not {len(given)} times")
             value = source.headers.get(p.name)
             return (_MISSING if value is None else _utf8(value)), True
         body = source.body
         if not isinstance(body, Mapping) or p.name not in body:
             return _MISSING, False
         return body[p.name], False
+
+
+def _decoded(value: str) -> str:
+    """A path or query value, refused when its percent-escapes were not UTF-8.
+
+    Starlette decodes them with replacement, so a byte that is not UTF-8 arrives as
+    U+FFFD; binding that would store what the client never sent. (A client's own
+    %EF%BF%BD, U+FFFD itself, cannot be told apart and is refused too.)
+    """
+    if "\ufffd" in value:
+        raise BadValue("must be UTF-8 text (percent-escapes that decode to UTF-8)")
+    return value
 
 
 def _utf8(value: str) -> str:

@@ -252,8 +252,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "RequestId": {
         "name": "X-Request-ID",
         "in": "header",
-        "description": "Your id for this request, answered back and logged with its errors.",
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$"},
+        "description": "Your id for this request (1-100 characters of A-Za-z0-9._:-), "
+        "answered back and logged with its errors; any other value is replaced by an id of "
+        "the engine's own, never refused.",
+        "schema": {"type": "string"},
     },
     "AcceptLanguage": {
         "name": "Accept-Language",

@@ -8,6 +8,10 @@ by name before validation when ``sanitize_input`` is on. Every failing field
 is reported with its JSON pointer, and messages spell values as JSON (``null``,
 ``true``, ``["a", "b"]``), never as Python. A body that must be an object (its
 fields are bound, or its schema's type is ``object``) and is not is INVALID_BODY.
+
+Every regular expression a row supplies (``pattern``, ``patternProperties``,
+``validation_pattern``, ``regex_replace``) is matched by RE2 in linear time
+(engine/patterns.py); a pattern RE2 cannot match refuses its row.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as JsonSchemaError
 
 from engine.errors import ApiError, SpecError
+from engine.patterns import (
+    FORMAT_CHECKER,
+    SCHEMA_FORMAT_CHECKER,
+    BoundedValidator,
+    Pattern,
+    PatternError,
+    compile_pattern,
+    matches_any,
+)
 
 _MAX_MESSAGE = 200
 _MAX_SHOWN = 80  # of a value quoted in a message, so the words after it still show
@@ -190,7 +203,7 @@ def _errors_of(error: JsonSchemaError) -> list[dict[str, Any]]:
                 "keyword": "additionalProperties",
             }
             for name in error.instance
-            if name not in declared and not any(re.search(p, name) for p in patterns)
+            if name not in declared and not matches_any(patterns, name)
         ]
     message = _message(error)
     if len(message) > _MAX_MESSAGE:
@@ -204,7 +217,7 @@ class SchemaValidator:
     """A compiled JSON Schema; :meth:`check` raises VALIDATION_ERROR listing every failure."""
 
     name: str
-    validator: Draft202012Validator
+    validator: Any  # a BoundedValidator (engine/patterns.py)
     applies_to: str = "body"
     expects_object: bool = False  # its top-level type is "object": anything else is INVALID_BODY
 
@@ -264,15 +277,30 @@ def compile_schema(
     if not isinstance(schema, dict):
         raise SpecError(f"validation schema '{name}' must be a JSON object")
     try:
-        Draft202012Validator.check_schema(schema)
+        # its patterns must compile for RE2 (format: regex, as RE2 reads it)
+        Draft202012Validator.check_schema(schema, format_checker=SCHEMA_FORMAT_CHECKER)
     except SchemaError as exc:
+        if isinstance(exc.cause, PatternError):
+            raise SpecError(
+                f"validation schema '{name}' cannot be used: at "
+                f"{_pointer(exc.absolute_path) or '/'} the pattern {exc.cause}"
+            ) from None
         raise SpecError(
             f"validation schema '{name}' is not a valid JSON Schema: {exc.message}"
         ) from None
+    nested = _nested_dialect(schema)
+    if nested is not None:
+        raise SpecError(
+            f"validation schema '{name}' cannot be used: $schema at {nested}; only the top "
+            "of a stored schema may name its dialect (draft 2020-12)"
+        )
     effective = copy.deepcopy(schema) if allow_unknown_fields else _close_objects(schema)
-    checker = Draft202012Validator.FORMAT_CHECKER if strict_mode else None
+    # jsonschema picks the class named by $schema when it descends (a `$ref: "#"`
+    # reaches the root again): without it every subschema keeps the bounded validator
+    effective.pop("$schema", None)
+    checker = FORMAT_CHECKER if strict_mode else None
     try:
-        validator = Draft202012Validator(effective, format_checker=checker)
+        validator = BoundedValidator(effective, format_checker=checker)
         validator.is_valid({})  # resolve $refs and compile regexes now, not on the first request
     except Exception as exc:  # a bad pattern or unresolvable $ref
         raise SpecError(f"validation schema '{name}' cannot be used: {exc}") from None
@@ -285,13 +313,27 @@ def compile_schema(
     )
 
 
+def _nested_dialect(schema: Mapping[str, Any]) -> str | None:
+    """The pointer of a ``$schema`` below the top of ``schema``, if any (no recursion)."""
+    stack: list[tuple[Any, list[Any]]] = [(v, [k]) for k, v in schema.items()]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            if "$schema" in node:
+                return _pointer([*path, "$schema"])
+            stack.extend((v, [*path, k]) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, [*path, i]) for i, v in enumerate(node))
+    return None
+
+
 @dataclass(frozen=True)
 class SanitizationRule:
     field_name: str
     field_type: str
     kind: str
     config: Mapping[str, Any] = field(default_factory=dict)
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
     min_length: int | None = None
     max_length: int | None = None
     min_value: Decimal | None = None
@@ -315,14 +357,17 @@ def compile_rule(row: Mapping[str, Any]) -> SanitizationRule:
                 f"sanitization rule for '{name}': regex_replace is [pattern, replacement]"
             )
         try:
-            config = {**config, "regex_replace": [re.compile(str(replace[0])), str(replace[1])]}
-        except re.error as exc:
+            config = {
+                **config,
+                "regex_replace": [compile_pattern(str(replace[0])), str(replace[1])],
+            }
+        except PatternError as exc:
             raise SpecError(f"sanitization rule for '{name}': bad regex_replace: {exc}") from None
     pattern = None
     if row.get("validation_pattern"):
         try:
-            pattern = re.compile(row["validation_pattern"])
-        except re.error as exc:
+            pattern = compile_pattern(row["validation_pattern"])
+        except PatternError as exc:
             raise SpecError(
                 f"sanitization rule for '{name}': bad validation_pattern: {exc}"
             ) from None
@@ -358,7 +403,7 @@ def _clean_text(value: str, config: Mapping[str, Any], strip: bool) -> str:
     if config.get("to_uppercase"):
         value = value.upper()
     replace = config.get("regex_replace")
-    if replace:  # compiled by compile_rule
+    if replace:  # compiled by compile_rule (RE2)
         value = replace[0].sub(replace[1], value)
     return value
 
