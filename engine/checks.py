@@ -70,6 +70,24 @@ def check_statement(spec: EndpointSpec, volatile_calls: Collection[str]) -> None
         )
 
 
+def check_plan(spec: EndpointSpec, nodes: Collection[str]) -> None:
+    """Errors of a read whose generic plan (engine/plans.py) writes or locks rows, which its
+    text may not show (a view defined FOR UPDATE, say): it would fail on every call."""
+    if not (spec.is_read or spec.result.shape == "stream"):
+        return
+    what = "a GET" if spec.is_read else "a stream"
+    if "ModifyTable" in nodes:
+        raise SpecError(
+            f"{what} template must only read, but its plan writes (ModifyTable); a read may "
+            "not insert, update or delete (publish the write with POST, PUT, PATCH or DELETE)"
+        )
+    if "LockRows" in nodes:
+        raise SpecError(
+            f"{what} template runs in a read-only transaction, so it cannot lock rows, but its "
+            "plan locks rows (LockRows: FOR UPDATE / FOR SHARE, perhaps in a view it reads)"
+        )
+
+
 # result column types a keyset may order by: their text form reads back exactly, so a
 # cursor binds the very value it was made from (enums are allowed too)
 KEYSET_TYPES = frozenset(

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from engine import checks, sqltext
+from engine import checks, plans, sqltext
 from engine.binding import Binder, PgType, check_types
 from engine.errors import SpecError
 from engine.shaping import Envelope, Shaper
@@ -288,6 +288,7 @@ class Compiler:
         ]
         volatile = {name for schema, name in calls if functions[(schema, name)]}
         checks.check_statement(spec, volatile)
+        plan_skipped = await self._check_plan(spec, len(params))
 
         page_sql = after_sql = count_sql = None
         cursor_scope = ""
@@ -358,6 +359,7 @@ class Compiler:
             own_rules=inputs.own_rule_rows,
             calls_functions=bool(calls),
         )
+        warnings.extend(plan_skipped)
         timeout_ms = spec.statement_timeout_ms or self.default_timeout_ms
         return CompiledEndpoint(
             spec=spec,
@@ -383,6 +385,20 @@ class Compiler:
             count_sql=count_sql,
             cursor_scope=cursor_scope,
         )
+
+    async def _check_plan(self, spec: EndpointSpec, n_params: int) -> list[str]:
+        """Refuse a read whose generic plan writes or locks rows (engine/plans.py, every
+        supported PostgreSQL); a warning when the server would not plan it."""
+        if not (spec.is_read or spec.result.shape == "stream"):
+            return []
+        try:
+            nodes = await plans.plan_nodes(self.conn, spec.sql, n_params)
+        except asyncpg.LockNotAvailableError:
+            raise
+        except asyncpg.PostgresError as exc:
+            return [f"the plan check was skipped (EXPLAIN refused it: {exc.sqlstate} {exc})"]
+        checks.check_plan(spec, nodes)
+        return []
 
     def _pg_type(self, t: Any) -> PgType:
         typtype, element = self._types.get(t.oid, ("b", None))

@@ -119,3 +119,23 @@ def test_error_code_and_rule_row_warnings() -> None:
 def test_schema_fields_are_every_property_name() -> None:
     schema = {"properties": {"a": {"properties": {"b": {}}}}, "items": [{"properties": {"c": {}}}]}
     assert checks.schema_fields(schema) == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ({"ModifyTable", "CTE Scan"}, "its plan writes (ModifyTable)"),
+        ({"LockRows", "Seq Scan"}, "its plan locks rows (LockRows"),
+    ],
+)
+def test_a_read_whose_plan_writes_or_locks_is_refused(nodes: set[str], message: str) -> None:
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        checks.check_plan(spec(), nodes)
+    stream = spec(method="POST", database_operation="SELECT", result_mapping={"shape": "stream"})
+    with pytest.raises(SpecError, match="a stream template"):
+        checks.check_plan(stream, nodes)
+
+
+def test_a_plan_that_only_reads_or_a_write_endpoints_plan_is_fine() -> None:
+    checks.check_plan(spec(), {"Seq Scan", "Index Scan", "Result"})
+    checks.check_plan(spec("INSERT INTO t VALUES (1)", "POST"), {"ModifyTable"})

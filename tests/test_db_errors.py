@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import asyncpg
 import pytest
 
+from engine import roles
+from engine.database import translate
 from tests.helpers import add_endpoint, refusing_connections
 
 SECRET_NAMES = (
@@ -215,8 +219,9 @@ def test_a_data_error_of_the_templates_own_is_template_error_not_the_clients(db,
     )
     response = client.wait_for("GET", "/own-ratio", 500)
     _problem(response, 500, "TEMPLATE_ERROR")
-    # a client value is bound, but none is zero: the template divided by its own zero
-    _problem(client.get("/ratio", params={"n": 5}), 500, "TEMPLATE_ERROR")
+    # a client value is bound, but none is zero: the template divided by its own zero (the
+    # row may come with the next reload: wait for it too)
+    _problem(client.wait_for("GET", "/ratio", 500, params={"n": 5}), 500, "TEMPLATE_ERROR")
 
 
 def test_a_read_only_session_asked_to_write_is_read_only_violation(db, client):
@@ -254,3 +259,26 @@ def test_connection_failure_is_503_and_the_engine_recovers(widgets, client, pg_u
         health = client.get("/_engine/health")
         assert health.status_code == 503 and health.json()["database"] == "unavailable"
     assert client.wait_for("GET", "/cast?v=4", 200, timeout_s=10).json() == 4
+
+
+def test_a_privilege_the_read_role_lacks_is_read_only_violation_only_for_reads(db_url):
+    """42501 in a SELECT row is the read role refusing a write (sql/019); in a write row it
+    is the engine's own user lacking a privilege: an internal error."""
+
+    async def refused():
+        conn = await asyncpg.connect(roles.url_as(db_url, roles.READER))
+        try:
+            await conn.execute("SET default_transaction_read_only = off")
+            await conn.execute("DELETE FROM api_error_codes")
+        except asyncpg.InsufficientPrivilegeError as exc:
+            return exc
+        finally:
+            await conn.close()
+
+    try:
+        exc = asyncio.run(refused())
+    except (OSError, asyncpg.PostgresError) as login:  # a server that asks it for a password
+        pytest.skip(f"engine_reader cannot log in without a password here: {login!r}")
+    assert exc is not None and exc.sqlstate == "42501"
+    assert translate(exc, "SELECT").code == "READ_ONLY_VIOLATION"
+    assert translate(exc, "DELETE").code == "INTERNAL_ERROR"
