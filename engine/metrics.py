@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import (
@@ -104,6 +104,8 @@ class Figures:
     error_log_dropped: int = 0
     error_log_failed: int = 0
     listener_reconnects: int = 0
+    # (code, route, method) -> 401, 404 (unknown path), 405 and 429 answers (errorlog samples)
+    client_errors: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 def process_figures(
@@ -135,6 +137,7 @@ def process_figures(
             error_log_dropped=errorlog.dropped,
             error_log_failed=errorlog.failed,
             listener_reconnects=listener.reconnects,
+            client_errors=dict(errorlog.client_errors),
         )
 
     return read
@@ -219,6 +222,15 @@ def families(f: Figures) -> Iterator[Metric]:
         "Error-log entries the database refused or could not take.",
         value=f.error_log_failed,
     )
+    client_errors = CounterMetricFamily(
+        "engine_client_errors",
+        "401, 404 (unknown path), 405 and 429 answers by code and route; the error log "
+        "writes at most ENGINE_ERROR_LOG_SAMPLE of each code a minute, then summary rows.",
+        labels=("code", *_ROUTE),
+    )
+    for (code, route, method), count in f.client_errors.items():
+        client_errors.add_metric((code, route, method), count)
+    yield client_errors
     yield CounterMetricFamily(
         "engine_listener_reconnects",
         "Times the LISTEN connection was lost and made again (notifications may be lost).",

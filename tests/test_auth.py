@@ -822,7 +822,8 @@ def test_the_reason_for_a_refusal_is_logged_but_never_the_credential(
     _, prefix, secret = real.split("_", 2)
     wrong_secret = f"ek_{prefix}_{secret[::-1]}"
     caplog.set_level(logging.INFO, logger="engine.auth")
-    client = make_client(jwt_audience=AUDIENCE, jwt_issuer=ISSUER)
+    # 11 refusals with one code: all of them written one by one (the sample is 10 a minute)
+    client = make_client(jwt_audience=AUDIENCE, jwt_issuer=ISSUER, error_log_sample=20)
     ok = {"aud": AUDIENCE, "iss": ISSUER}
     no_sub = claims(**ok)
     del no_sub["sub"]
