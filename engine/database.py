@@ -1,8 +1,9 @@
 """Pools, statement execution and the one boundary where database errors become ApiErrors.
 
-Two pools: reads run on read-only sessions (``default_transaction_read_only``),
-on a replica when ``ENGINE_READ_DATABASE_URL`` is set, so a GET template that
-tries to write fails instead of writing; writes run on the primary. Errors are
+Two pools: reads run as a role that cannot write (``ENGINE_READ_DATABASE_URL``'s
+user, a replica's, or ``engine_reader``: engine/roles.py), on read-only sessions
+(``default_transaction_read_only``) as well, so a GET template that tries to write
+fails instead of writing; writes run on the primary. Errors are
 translated by SQLSTATE, never by message text, and the answer carries no table
 name, constraint name or SQL: those go only to the error log.
 """
@@ -14,8 +15,8 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Container, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
@@ -24,9 +25,17 @@ import orjson
 from asyncpg.exceptions._base import DataError as ArgumentError
 from asyncpg.exceptions._base import InternalClientError
 
-from engine import pgcodecs
+from engine import pgcodecs, roles
 from engine.errors import ApiError
 from engine.observe import record_statement
+from engine.recovery import (
+    BUSY_RETRY_AFTER_S,
+    RETRY_AFTER_S,
+    Outcome,
+    Recovery,
+    outcome_of,
+    retriable,
+)
 from engine.settings import Settings
 
 log = logging.getLogger("engine.database")
@@ -34,7 +43,8 @@ log = logging.getLogger("engine.database")
 T = TypeVar("T")
 
 STATEMENT_CACHE_SIZE = 1024
-ACQUIRE_TIMEOUT_S = 10.0
+# the default of ENGINE_POOL_TIMEOUT_S (Settings.pool_timeout_s, which request paths pass)
+ACQUIRE_TIMEOUT_S = 5.0
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -107,22 +117,39 @@ class Database:
     read: asyncpg.Pool
     write: asyncpg.Pool
     server_version: int
+    read_guarantee: roles.ReadGuarantee | None = None  # what keeps a read from writing
+    # retries and a circuit breaker per pool, as error_recovery_strategies says (engine/recovery)
+    recovery: Recovery = field(default_factory=Recovery)
+
+    def __post_init__(self) -> None:
+        self.recovery.name_pool(self.write, "engine-write")
+        self.recovery.name_pool(self.read, "engine-read")
+        self.recovery.read_rows_from(self.write)
 
     @classmethod
     async def open(cls, url: str, settings: Settings) -> Database:
+        """Both pools; reads as a role that cannot write when one is at hand (engine/roles.py),
+        and the guarantee in force logged in one line."""
         write = await create_pool(url, settings, read_only=False, name="engine-write")
+        read = None
         try:
-            read = await create_pool(
-                settings.read_database_url or url, settings, read_only=True, name="engine-read"
-            )
+            async with write.acquire() as conn:
+                version = conn.get_server_version().major
+                read_url, note = await roles.choose(url, settings, conn)
+            read = await create_pool(read_url, settings, read_only=True, name="engine-read")
+            async with read.acquire() as conn:
+                guarantee = await roles.inspect(conn, note=note)
         except BaseException:
-            await write.close()
+            pools = [write] if read is None else [read, write]
+            await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
             raise
-        async with write.acquire() as conn:
-            version = conn.get_server_version().major
-        return cls(url=url, read=read, write=write, server_version=version)
+        guarantee.log()
+        return cls(
+            url=url, read=read, write=write, server_version=version, read_guarantee=guarantee
+        )
 
     async def close(self) -> None:
+        await self.recovery.close()
         await asyncio.gather(self.read.close(), self.write.close(), return_exceptions=True)
 
     def pool_figures(self) -> list[PoolFigures]:
@@ -147,23 +174,101 @@ async def run_statement(
     rows: bool = True,
     client_values: bool = True,
     params: Sequence[tuple[str, str]] = (),
+    acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+    recovery: Recovery | None = None,
+    idempotent: bool = False,
 ) -> tuple[list[asyncpg.Record], int | None]:
-    """Run one statement; (rows, affected count) or an ApiError. The only place we execute."""
+    """Run one statement; (rows, affected count) or an ApiError. The only place we execute.
+
+    With ``recovery``: the pool's circuit breaker is asked first, and an ``idempotent``
+    statement (a read, never a write) is retried after a connection failure."""
+
+    async def attempt() -> tuple[list[asyncpg.Record], int | None]:
+        conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
+        started = time.perf_counter()
+        try:
+            if rows:
+                return await conn.fetch(sql, *args, timeout=timeout_s), None
+            status = await conn.execute(sql, *args, timeout=timeout_s)
+            return [], affected_rows(status)
+        except (*_DRIVER_ERRORS, InternalClientError) as exc:
+            raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
+        finally:
+            record_statement(time.perf_counter() - started, sql, args)
+            await release(pool, conn)
+
+    return await recovering(pool, recovery, idempotent, attempt)
+
+
+async def acquire(
+    pool: asyncpg.Pool,
+    timeout_s: float,
+    operation: str,
+    known_codes: Container[str] = frozenset(),
+) -> asyncpg.Connection:
+    """A connection of ``pool`` within ``timeout_s`` (ENGINE_POOL_TIMEOUT_S for requests).
+
+    Waiting for a free connection that never came is 503 ``DATABASE_BUSY`` (the
+    database is fine, the pool is full); a connection that could not be made, or a
+    connection attempt that did not finish in time although one was free, is 503
+    ``DATABASE_CONNECTION_ERROR``.
+    """
+    queue = getattr(pool, "_queue", None)  # asyncpg keeps free holders in an asyncio queue
+    waits = queue is None or queue.empty() or bool(getattr(queue, "_getters", None))
     try:
-        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return await pool.acquire(timeout=timeout_s)
+    except TimeoutError as exc:
+        if waits:
+            raise translate(exc, operation, known_codes, acquiring=True) from exc
+        hung = ConnectTimeout(f"no connection was made within {timeout_s} s")
+        raise translate(hung, operation, known_codes, acquiring=True) from exc
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, InternalClientError) as exc:
+        # InternalClientError: a new connection's set-up (the codecs) lost its backend
         raise translate(exc, operation, known_codes, acquiring=True) from exc
-    started = time.perf_counter()
-    try:
-        if rows:
-            return await conn.fetch(sql, *args, timeout=timeout_s), None
-        status = await conn.execute(sql, *args, timeout=timeout_s)
-        return [], affected_rows(status)
-    except (*_DRIVER_ERRORS, InternalClientError) as exc:
-        raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
-    finally:
-        record_statement(time.perf_counter() - started, sql, args)
-        await release(pool, conn)
+
+
+class ConnectTimeout(OSError):
+    """A free connection of the pool could not connect in time: the database does not answer."""
+
+
+async def recovering(
+    pool: asyncpg.Pool,
+    recovery: Recovery | None,
+    idempotent: bool,
+    attempt: Callable[[], Awaitable[T]],
+) -> T:
+    """Run ``attempt`` past the pool's circuit breaker, telling it how it ended; an
+    ``idempotent`` attempt that failed on a connection-class error is tried again with
+    the strategy's back-off (engine/recovery.py). A write is never tried twice."""
+    if recovery is None:
+        return await attempt()
+    breaker = recovery.breaker(pool)
+    policy = recovery.retry_policy(idempotent)
+    retries = 0
+    while True:
+        trial = breaker.enter()  # raises the 503 at once while the breaker is open
+        try:
+            result = await attempt()
+        except ApiError as error:
+            breaker.record(outcome_of(error), trial)
+            if retries >= policy.attempts or not retriable(error):
+                raise
+            retries += 1
+            log.info(
+                "retrying a read on %s (%d/%d): %s",
+                breaker.name,
+                retries,
+                policy.attempts,
+                error.internal,
+            )
+            await asyncio.sleep(policy.delay_s(retries))
+            continue
+        except BaseException:
+            breaker.record(Outcome.NEUTRAL, trial)
+            raise
+        breaker.record(Outcome.SUCCESS, trial)
+        recovery.refresh(pool)
+        return result
 
 
 async def run_page_and_count(
@@ -178,24 +283,28 @@ async def run_page_and_count(
     known_codes: Container[str],
     client_values: bool = True,
     params: Sequence[tuple[str, str]] = (),
+    acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+    recovery: Recovery | None = None,
 ) -> tuple[list[asyncpg.Record], int]:
     """A page and the count of every row, in one snapshot (a repeatable-read, read-only
-    transaction on one connection): the total always agrees with the page."""
-    try:
-        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise translate(exc, operation, known_codes, acquiring=True) from exc
-    started = time.perf_counter()
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            rows = await conn.fetch(page_sql, *args, timeout=timeout_s)
-            total = await conn.fetchval(count_sql, *count_args, timeout=timeout_s)
-        return rows, int(total)
-    except (*_DRIVER_ERRORS, InternalClientError) as exc:
-        raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
-    finally:
-        record_statement(time.perf_counter() - started, page_sql, args)
-        await release(pool, conn)
+    transaction on one connection): the total always agrees with the page. A read: retried
+    after a connection failure as ``recovery`` says."""
+
+    async def attempt() -> tuple[list[asyncpg.Record], int]:
+        conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
+        started = time.perf_counter()
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                rows = await conn.fetch(page_sql, *args, timeout=timeout_s)
+                total = await conn.fetchval(count_sql, *count_args, timeout=timeout_s)
+            return rows, int(total)
+        except (*_DRIVER_ERRORS, InternalClientError) as exc:
+            raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
+        finally:
+            record_statement(time.perf_counter() - started, page_sql, args)
+            await release(pool, conn)
+
+    return await recovering(pool, recovery, True, attempt)
 
 
 def _failed(
@@ -230,6 +339,8 @@ async def run_write(
     guard: WriteGuard[T] | None = None,
     client_values: bool = True,
     params: Sequence[tuple[str, str]] = (),
+    acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+    recovery: Recovery | None = None,
 ) -> T:
     """Run a write in its own transaction; answer only what committed.
 
@@ -237,12 +348,47 @@ async def run_write(
     cannot be answered rolls the write back. ``guard`` (idempotency) may answer
     instead of running the statement, and stores the answer in the same
     transaction. A connection lost during ``COMMIT`` is 503
-    ``COMMIT_OUTCOME_UNKNOWN``: the write may or may not have happened.
+    ``COMMIT_OUTCOME_UNKNOWN``: the write may or may not have happened. Past the
+    pool's circuit breaker (``recovery``), and never retried: it may have started writing.
     """
-    try:
-        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise translate(exc, operation, known_codes, acquiring=True) from exc
+    return await recovering(
+        pool,
+        recovery,
+        False,
+        lambda: _write_once(
+            pool,
+            sql,
+            args,
+            finish,
+            timeout_s=timeout_s,
+            operation=operation,
+            known_codes=known_codes,
+            rows=rows,
+            guard=guard,
+            client_values=client_values,
+            params=params,
+            acquire_timeout_s=acquire_timeout_s,
+        ),
+    )
+
+
+async def _write_once(
+    pool: asyncpg.Pool,
+    sql: str,
+    args: Sequence[Any],
+    finish: Callable[[list[asyncpg.Record], int | None], T],
+    *,
+    timeout_s: float | None,
+    operation: str,
+    known_codes: Container[str],
+    rows: bool,
+    guard: WriteGuard[T] | None,
+    client_values: bool,
+    params: Sequence[tuple[str, str]],
+    acquire_timeout_s: float,
+) -> T:
+    """The one try of :func:`run_write`."""
+    conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
     started = time.perf_counter()
     try:
         tx = conn.transaction()
@@ -429,7 +575,6 @@ SELECT coalesce(
      WHERE i.indexrelid = to_regclass(quote_ident($1) || '.' || quote_ident($3))))
 """
 _constraint_columns: dict[tuple[str, str, str], tuple[str, ...]] = {}
-RETRY_AFTER_S = "5"
 
 
 def translate(
@@ -452,11 +597,15 @@ def translate(
         params=params,
     )
     if error.code in _RETRY_LATER and "Retry-After" not in error.headers:
-        error.headers["Retry-After"] = RETRY_AFTER_S
+        error.headers["Retry-After"] = _RETRY_LATER[error.code]
     return error
 
 
-_RETRY_LATER = frozenset({"TRANSACTION_CONFLICT", "DATABASE_CONNECTION_ERROR"})
+_RETRY_LATER = {
+    "TRANSACTION_CONFLICT": RETRY_AFTER_S,
+    "DATABASE_CONNECTION_ERROR": RETRY_AFTER_S,
+    "DATABASE_BUSY": BUSY_RETRY_AFTER_S,
+}
 
 
 def _translate(
@@ -476,14 +625,16 @@ def _translate(
     """
     internal = f"{type(exc).__name__}: {exc}"
     if acquiring:
-        # whatever stops us getting a connection (refused, timeout, database closed to
-        # connections, too many clients) is a connection problem for the caller
-        detail = (
-            "No database connection became free in time" if isinstance(exc, TimeoutError) else None
-        )
-        return ApiError(
-            "DATABASE_CONNECTION_ERROR", detail, internal=internal, database_error=internal
-        )
+        # waiting for a free connection in vain: the pool is busy, the database may be fine
+        if isinstance(exc, TimeoutError):
+            return ApiError(
+                "DATABASE_BUSY",
+                "No database connection became free in time",
+                internal=internal,
+            )
+        # whatever else stops us getting a connection (refused, a connection attempt that
+        # hung, database closed to connections, too many clients) is a connection problem
+        return ApiError("DATABASE_CONNECTION_ERROR", internal=internal, database_error=internal)
     if isinstance(exc, TimeoutError):
         return ApiError("STATEMENT_TIMEOUT", internal=internal, database_error="client timeout")
     if isinstance(exc, ArgumentError):
@@ -540,7 +691,8 @@ def _code_for_state(state: str, operation: str, client_values: bool) -> tuple[st
         return "CONSTRAINT_VIOLATION", None
     if state.startswith("22"):  # a data exception: a client's value, else the template's own
         return ("INVALID_VALUE" if client_values else "TEMPLATE_ERROR"), None
-    if state == "25006":  # a read-only session asked to write (check should refuse the row)
+    # a read-only session (25006) or a read's role without the privilege (42501) asked to write
+    if state == "25006" or (state == "42501" and operation == "SELECT"):
         return "READ_ONLY_VIOLATION", None
     if state == "57014":
         return "STATEMENT_TIMEOUT", None

@@ -9,11 +9,12 @@ answered as ``application/problem+json`` and queued for ``log_api_error()``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from engine.database import (
     run_write,
     translate,
 )
+from engine.departure import Departure
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
@@ -45,6 +47,7 @@ from engine.pagination import (
     request_path,
 )
 from engine.ratelimit import Network, RateLimiter, client_address
+from engine.recovery import EndpointGates, with_retry_after
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
 from engine.shaping import Rendered, Shaped, default_page_body, encode
@@ -73,6 +76,7 @@ class Services:
     publish_invalidation: Callable[[Iterable[str]], None] = lambda tables: None
     observers: tuple[Observer, ...] = ()  # told of every answered request (metrics, access log)
     cursor_key: bytes | None = None  # keyset cursors' HMAC key (engine/pagination.py), once read
+    gates: EndpointGates = field(default_factory=EndpointGates)  # each row's max_concurrent
 
 
 @dataclass
@@ -92,13 +96,17 @@ class Dispatcher:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = self._services()
-        request = Request(scope, receive)
+        departure = Departure(scope, receive)  # a client that leaves cancels handle()
+        request = Request(scope, departure.receive)
         exchange = Exchange(
             request_id_of(request.headers), scope["method"], scope["path"], time.perf_counter()
         )
         token = CURRENT.set(exchange)  # statements add their time to it
         try:
-            response = await handle(services, request, exchange)
+            try:
+                response = await handle(services, request, exchange)
+            finally:
+                departure.stop()
             exchange.status = response.status_code
             if isinstance(response, StreamingResponse):
                 await response(scope, *_watched(exchange, receive, send))
@@ -107,7 +115,12 @@ class Dispatcher:
         except StreamAborted:  # the export failed after it started: a failure, not a 200
             exchange.status = 500
             raise
-        except BaseException:  # cancelled: the client is gone
+        except asyncio.CancelledError:
+            exchange.abandoned = True
+            if departure.absorb():  # the client left: statement cancelled, nobody to answer
+                return
+            raise  # cancelled by someone else (a shutdown): go on being cancelled
+        except BaseException:  # the answer could not be sent (the socket closed meanwhile)
             exchange.abandoned = True
             raise
         finally:
@@ -141,14 +154,22 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
     request_id = exchange.request_id
     catalog = services.catalogs.current  # this request finishes on this generation
     method = request.method
-    path = request.url.path
+    path = request.scope["path"]  # decoded as sent: url.path re-escapes ?, # and \
     ep: CompiledEndpoint | None = None
     principal: Principal | None = None
     state: dict[str, Any] = {"headers": {"X-Request-ID": request_id}}
     try:
         match = catalog.match(path, method)
-        if match is None:
-            raise ApiError("ROUTE_NOT_FOUND", f"No endpoint is published at {method} {path}")
+        if match is None:  # anyone can send these: limited per address, body without the path
+            address = _caller(services, request, None).removeprefix("ip:")
+            wait = services.errorlog.unknown_paths.hit(address)
+            if wait is not None:
+                raise ApiError(
+                    "RATE_LIMIT_EXCEEDED",
+                    f"Too many requests for unknown paths; retry in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            raise ApiError("ROUTE_NOT_FOUND", "No endpoint is published at this path")
         exchange.route = match.route
         if match.endpoint is None:
             raise ApiError(
@@ -438,7 +459,19 @@ async def _execute(
     args: list[Any],
     page: PageRequest | None,
 ) -> Shaped:
-    """A read, on the read pool (a page and, when asked, its count)."""
+    """A read, on the read pool (a page and, when asked, its count); retried after a
+    connection failure, at most ``max_concurrent`` at once (engine/recovery.py)."""
+    with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
+        return await _read(services, catalog, ep, args, page)
+
+
+async def _read(
+    services: Services,
+    catalog: Catalog,
+    ep: CompiledEndpoint,
+    args: list[Any],
+    page: PageRequest | None,
+) -> Shaped:
     spec = ep.spec
     pool = services.db.read
     common = {
@@ -447,6 +480,8 @@ async def _execute(
         "known_codes": catalog.errors,
         "client_values": ep.client_values,
         "params": ep.param_names,
+        "acquire_timeout_s": services.settings.pool_timeout_s,
+        "recovery": services.db.recovery,
     }
     if page is not None and ep.page_sql is not None:
         sql = ep.page_sql if page.after is None or ep.after_sql is None else ep.after_sql
@@ -454,12 +489,12 @@ async def _execute(
             own = args[: len(spec.params)]
             rows, total = await run_page_and_count(pool, sql, args, ep.count_sql, own, **common)
             return ep.shaper.page(rows, page, total=total)
-        rows, _ = await run_statement(pool, sql, args, **common)
+        rows, _ = await run_statement(pool, sql, args, idempotent=True, **common)
         return ep.shaper.page(rows, page)
     if spec.result.shape == "none":
-        _, affected = await run_statement(pool, ep.sql, args, rows=False, **common)
+        _, affected = await run_statement(pool, ep.sql, args, rows=False, idempotent=True, **common)
         return ep.shaper.shape((), affected=affected)
-    rows, _ = await run_statement(pool, ep.sql, args, **common)
+    rows, _ = await run_statement(pool, ep.sql, args, idempotent=True, **common)
     return ep.shaper.shape(rows)
 
 
@@ -483,19 +518,22 @@ async def _write(
             return _render(ep, ep.shaper.shape((), affected=affected), request_id)
         return _render(ep, ep.shaper.shape(rows), request_id)
 
-    return await run_write(
-        services.db.write,
-        ep.page_sql if paged and ep.page_sql else ep.sql,
-        args,
-        finish,
-        timeout_s=ep.timeout_s,
-        operation=ep.spec.operation,
-        known_codes=catalog.errors,
-        rows=paged or ep.spec.result.shape != "none",
-        guard=guard,
-        client_values=ep.client_values,
-        params=ep.param_names,
-    )
+    with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
+        return await run_write(
+            services.db.write,
+            ep.page_sql if paged and ep.page_sql else ep.sql,
+            args,
+            finish,
+            timeout_s=ep.timeout_s,
+            operation=ep.spec.operation,
+            known_codes=catalog.errors,
+            rows=paged or ep.spec.result.shape != "none",
+            guard=guard,
+            client_values=ep.client_values,
+            params=ep.param_names,
+            acquire_timeout_s=services.settings.pool_timeout_s,
+            recovery=services.db.recovery,
+        )
 
 
 def _idempotency(
@@ -586,13 +624,23 @@ def _failure(
             request_id, request.method, request.url.path, error.internal
         )
     languages = parse_accept_language(request.headers.get("accept-language"))
+    exchange = CURRENT.get()
+    route = ep.spec.path if ep else (exchange.route if exchange else None)
+    # a path no row publishes is the client's text: never echoed (instance, meta.endpoint)
+    where = request.url.path if route is not None else None
     body, lang = problem_body(
-        error, entry, request_id=request_id, instance=request.url.path, languages=languages
+        error,
+        entry,
+        request_id=request_id,
+        instance=where or f"urn:engine:request:{request_id}",
+        languages=languages,
     )
     envelope = (ep.error if ep else None) or catalog.default_error_envelope
     headers = {**state["headers"], "Content-Language": lang, **error.headers}
+    with_retry_after(entry.status, headers)  # every 503 and 429 says when to retry
     if envelope is not None:
-        body = envelope.extend_problem(body, endpoint=ep.spec.label if ep else request.url.path)
+        endpoint = ep.spec.label if ep else (where or "(unmatched)")  # the metrics' label
+        body = envelope.extend_problem(body, endpoint=endpoint)
         headers.update(envelope.headers)
     services.errorlog.submit(
         ErrorEntry(
@@ -611,6 +659,7 @@ def _failure(
             operation=ep.spec.operation if ep else None,
             database_error=error.database_error,
             principal=principal.subject if principal else None,
+            route=route,
         )
     )
     if request.method == "HEAD":

@@ -114,7 +114,10 @@ def route_codes(ep: CompiledEndpoint, errors: ErrorCatalog) -> list[str]:
     codes += ["INTERNAL_ERROR", "TEMPLATE_ERROR"]
     if spec.is_read:
         codes.append("READ_ONLY_VIOLATION")
-    codes += ["ENDPOINT_UNAVAILABLE", "DATABASE_CONNECTION_ERROR", "TRANSACTION_CONFLICT"]
+    if spec.max_concurrent is not None:
+        codes.append("ENDPOINT_BUSY")
+    codes += ["ENDPOINT_UNAVAILABLE", "DATABASE_CONNECTION_ERROR", "DATABASE_BUSY"]
+    codes.append("TRANSACTION_CONFLICT")
     if write:
         codes.append("COMMIT_OUTCOME_UNKNOWN")
     if result.shape == "stream":

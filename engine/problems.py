@@ -36,6 +36,7 @@ from engine.errors import (
     parse_accept_language,
     problem_body,
 )
+from engine.recovery import with_retry_after
 from engine.shaping import encode
 
 ALLOW = "GET, HEAD"
@@ -58,6 +59,7 @@ def problem(request: Request, error: ApiError) -> Response:
         languages=parse_accept_language(request.headers.get("accept-language")),
     )
     headers = {"X-Request-ID": request_id, "Content-Language": lang, **error.headers}
+    with_retry_after(entry.status, headers)  # every 503 and 429 says when to retry
     content = b"" if request.method == "HEAD" else encode(body)
     return Response(
         content, status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE

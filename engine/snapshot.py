@@ -28,7 +28,8 @@ LOAD_MAPPINGS = """
 SELECT id, endpoint_path, http_method, service_name, database_operation, target_table,
        target_schema, query_template, query_parameters, result_mapping, cache_enabled,
        cache_ttl_seconds, rate_limit_per_minute, requires_auth, required_roles,
-       required_permissions, is_active, statement_timeout_ms, version, description
+       required_permissions, is_active, statement_timeout_ms, version, description,
+       max_concurrent
 FROM api_endpoint_mappings
 ORDER BY id
 """

@@ -117,6 +117,7 @@ class EndpointSpec:
     statement_timeout_ms: int | None
     version: int
     description: str | None = None
+    max_concurrent: int | None = None  # requests at once per process; more: 503 ENDPOINT_BUSY
 
     @property
     def is_read(self) -> bool:
@@ -463,6 +464,12 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
         timeout is None or (isinstance(timeout, int) and timeout > 0),
         "statement_timeout_ms must be positive",
     )
+    concurrent = row.get("max_concurrent")
+    _need(
+        concurrent is None
+        or (isinstance(concurrent, int) and not isinstance(concurrent, bool) and concurrent > 0),
+        "max_concurrent must be a positive integer (or null: no limit)",
+    )
     ttl = row.get("cache_ttl_seconds")
     rate = row.get("rate_limit_per_minute")
     return EndpointSpec(
@@ -484,6 +491,7 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
         statement_timeout_ms=timeout,
         version=int(row.get("version") or 1),
         description=row.get("description"),
+        max_concurrent=concurrent,
     )
 
 

@@ -39,7 +39,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from engine.catalog import CompiledEndpoint
-from engine.database import RETRY_AFTER_S, release, translate
+from engine.database import ACQUIRE_TIMEOUT_S, RETRY_AFTER_S, acquire, release, translate
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_headers, safe_query
 from engine.errors import ApiError, ErrorCatalog, parse_accept_language, problem_body
 from engine.observe import record_statement
@@ -64,9 +64,17 @@ class Streams:
     other GET would wait. Streams over the bound answer 503 at once.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, concurrent: int, max_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        concurrent: int,
+        max_seconds: float,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,  # ENGINE_POOL_TIMEOUT_S
+    ) -> None:
         self.pool = pool
         self.max_seconds = max_seconds
+        self.acquire_timeout_s = acquire_timeout_s
         self.limit = max(1, concurrent)
         self.active = 0
 
@@ -188,12 +196,10 @@ async def stream_response(
             f"{streams.limit} export(s) are running; retry shortly",
             headers={"Retry-After": RETRY_AFTER_S},
         )
-    try:
-        conn = await streams.pool.acquire(timeout=10)
-    except BaseException as exc:
+    try:  # DATABASE_BUSY after the pool timeout, as every request's wait
+        conn = await acquire(streams.pool, streams.acquire_timeout_s, spec.operation, errors)
+    except BaseException:
         streams.leave()
-        if isinstance(exc, _DRIVER_ERRORS):
-            raise translate(exc, spec.operation, errors, acquiring=True) from exc
         raise
     export = _Export(streams, conn, conn.transaction(readonly=True))
     try:

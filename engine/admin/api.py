@@ -44,10 +44,11 @@ from engine.admin import PREFIX, ROLE, SERVICE, operations
 from engine.auth import Principal, authorize
 from engine.catalog import write_statuses
 from engine.cors import catalog_methods
-from engine.database import ACQUIRE_TIMEOUT_S, translate
+from engine.database import acquire, translate
 from engine.endpoint import Dispatcher, Services, request_id_of
 from engine.errorlog import ErrorEntry, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
+from engine.recovery import with_retry_after
 from engine.shaping import encode
 
 log = logging.getLogger("engine.admin")
@@ -82,10 +83,8 @@ class Call:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            conn = await self.services.db.write.acquire(timeout=ACQUIRE_TIMEOUT_S)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise translate(exc, "UPDATE", acquiring=True) from exc
+        services = self.services
+        conn = await acquire(services.db.write, services.settings.pool_timeout_s, "UPDATE")
         try:
             yield conn
         finally:
@@ -220,6 +219,7 @@ def _failure(
         error, entry, request_id=request_id, instance=request.url.path, languages=languages
     )
     headers = {"X-Request-ID": request_id, "Content-Language": lang, **error.headers}
+    with_retry_after(entry.status, headers)
     envelope = catalog.default_error_envelope
     if envelope is not None:
         body = envelope.extend_problem(body, endpoint=request.url.path)

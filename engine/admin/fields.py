@@ -87,6 +87,7 @@ MAPPINGS = Table(
         Column("required_permissions", "texts", nullable=False),
         Column("is_active", "boolean", nullable=False),
         Column("statement_timeout_ms", "integer", minimum=1),
+        Column("max_concurrent", "integer", minimum=1),
         Column("description", "text"),
     ),
     {
