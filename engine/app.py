@@ -1,7 +1,9 @@
 """Wiring only: the Starlette application, its lifespan, and the jobs of one process.
 
 Each background job lives in the module that owns its work and has start/stop
-(see ``engine.jobs``); the request flow is ``engine.endpoint``.
+(see ``engine.jobs``); the request flow is ``engine.endpoint``. The lifespan does
+not wait for the database: its boot runs as a task of ``engine.boot``, retried
+until PostgreSQL answers, and until then ``engine.boot.UntilBooted`` answers 503.
 """
 
 from __future__ import annotations
@@ -9,28 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from engine import accesslog, admin, builtin, figures, health, idempotency, keys
+from engine import accesslog, admin, boot, builtin, docs, figures, health, idempotency, keys
 from engine.admin import api as admin_api
 from engine.auth import Authenticator, JwtConfig
 from engine.cache import CHANNEL as CACHE_CHANNEL
 from engine.cache import Publisher, ResponseCache, stats_job
 from engine.catalog import CHANNEL as CATALOG_CHANNEL
-from engine.catalog import DDL_PAYLOAD, CatalogManager
+from engine.catalog import DDL_PAYLOAD, Catalog, CatalogManager, empty_catalog
 from engine.cors import Cors, CorsPolicy, catalog_methods
 from engine.database import Database
 from engine.endpoint import Dispatcher, Services
-from engine.errorlog import ErrorLogger
+from engine.errorlog import ErrorLogger, pattern_job
 from engine.jobs import Jobs, Spawner
 from engine.listener import Listener
-from engine.metrics import Metrics, process_figures
+from engine.metrics import Figures, Metrics, process_figures
 from engine.metrics import routes as metrics_routes
 from engine.ratelimit import RateLimiter, parse_networks
+from engine.retention import Retention
 from engine.settings import Settings
 from engine.streaming import Streams
 
@@ -38,9 +41,18 @@ log = logging.getLogger("engine")
 
 
 def create_app(
-    settings: Settings, database_url: str, *, jwt_secret: str | None = None
+    settings: Settings,
+    database_url: str,
+    *,
+    jwt_secret: str | None = None,
+    migrate: bool = False,
+    seed: Sequence[str] | None = None,
 ) -> Starlette:
-    """The engine as an ASGI app serving the catalogue of the database at ``database_url``."""
+    """The engine as an ASGI app serving the catalogue of the database at ``database_url``.
+
+    ``migrate`` and ``seed`` (domains; empty: all) are the boot's first steps
+    (``serve --migrate --seed``), retried like the others until the database answers.
+    """
     jwt_config = JwtConfig.build(
         secret=jwt_secret or settings.jwt_secret,
         public_key=settings.jwt_public_key,
@@ -53,58 +65,96 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         access_log = accesslog.create(settings.access_log)  # ValueError unless on or off
-        db = await Database.open(database_url, settings)
-        cache = ResponseCache(default_max_entries=settings.cache_max_entries)
-        key_store = keys.KeyStore()
-        spawned = Spawner()
-        catalogs = CatalogManager(
-            db,
-            debounce_s=settings.reload_debounce_ms / 1000,
-            default_timeout_ms=settings.statement_timeout_ms,
-            on_reload=cache.follow,
-        )
+        # what answers before the boot: the probe needs only the URL (its own connection,
+        # which answers when the pools cannot), the metrics hold nothing until then
+        probe = health.Probe(database_url)
+        held: Callable[[], Figures] = Figures
+        metrics = Metrics(lambda: held(), token=settings.metrics_token)
+        app.state.metrics, app.state.probe = metrics, probe
+        app.state.loop = asyncio.get_running_loop()
+        starting = boot.Boot()
+        starting.cleanup.push_async_callback(probe.stop)  # closed last
 
-        def reload_keys(_payload: str = "") -> None:
-            spawned.spawn(key_store.reload(db.write), "reload-keys")
+        async def sequence(b: boot.Boot) -> None:
+            nonlocal held
+            if migrate or seed is not None:
+                steps = [
+                    w for w, on in (("migrating", migrate), ("seeding", seed is not None)) if on
+                ]
+                await b.step(
+                    " and ".join(steps),
+                    lambda: boot.prepare(database_url, migrate=migrate, seed=seed),
+                )
+            db = await b.step(
+                "opening the pools",
+                lambda: Database.open(database_url, settings),
+                timeout_s=boot.ATTEMPT_TIMEOUT_S,
+            )
+            b.cleanup.push_async_callback(db.close)
+            jobs = Jobs()
+            b.cleanup.push_async_callback(jobs.stop)
+            cache = ResponseCache(default_max_entries=settings.cache_max_entries)
+            key_store = keys.KeyStore()
+            spawned = Spawner()
 
-        def on_reconnect() -> None:
-            cache.clear()  # invalidations sent while we were away are lost
-            catalogs.request_reload(DDL_PAYLOAD)  # so are schema changes: re-check every row
-            reload_keys()
+            def on_reload(previous: Catalog, current: Catalog) -> None:
+                cache.follow(previous, current)
+                db.recovery.request_reload()  # strategy rows notify the catalogue channel
 
-        listener = Listener(
-            database_url,
-            {
-                CATALOG_CHANNEL: catalogs.request_reload,
-                keys.CHANNEL: reload_keys,
-                CACHE_CHANNEL: lambda payload: cache.invalidate(payload.split(",")),
-            },
-            on_reconnect,
-        )
-        publisher = Publisher(db.write)
-        errorlog = ErrorLogger(db.write, settings.error_log_queue_size)
-        metrics = Metrics(
-            process_figures(db, cache, catalogs, errorlog, listener), token=settings.metrics_token
-        )
-        app.state.metrics = metrics
-        instance = figures.instance_id()
-        slow_queries = figures.SlowQueries(database_url, settings.slow_query_ms)
-        measured = figures.Figures(instance, endpoints=catalogs.endpoint_routes, slow=slow_queries)
-        probe = health.Probe(database_url)  # its own connection: answers when the pools cannot
-        pool_stats = health.PoolStats(
-            db,
-            probe,
-            instance=instance,
-            min_size=settings.pool_min_size,
-            interval_s=settings.pool_stats_interval_s,
-        )
-        app.state.figures, app.state.slow_queries = measured, slow_queries
-        app.state.probe, app.state.pool_stats = probe, pool_stats
-        jobs = Jobs()
-        try:
-            await listener.start()  # listen first: no change is missed during the load
-            await catalogs.start()
-            await key_store.reload(db.write)
+            catalogs = CatalogManager(
+                db,
+                debounce_s=settings.reload_debounce_ms / 1000,
+                default_timeout_ms=settings.statement_timeout_ms,
+                on_reload=on_reload,
+            )
+            b.cleanup.push_async_callback(catalogs.stop)
+
+            def reload_keys(_payload: str = "") -> None:
+                spawned.spawn(key_store.reload(db.write), "reload-keys")
+
+            def on_reconnect() -> None:
+                cache.clear()  # invalidations sent while we were away are lost
+                catalogs.request_reload(DDL_PAYLOAD)  # so are schema changes: re-check every row
+                reload_keys()
+
+            listener = Listener(
+                database_url,
+                {
+                    CATALOG_CHANNEL: catalogs.request_reload,
+                    keys.CHANNEL: reload_keys,
+                    CACHE_CHANNEL: lambda payload: cache.invalidate(payload.split(",")),
+                },
+                on_reconnect,
+                ping_s=settings.listen_ping_s,
+            )
+            b.cleanup.push_async_callback(listener.stop)  # stopped first
+            publisher = Publisher(db.write)
+            errorlog = ErrorLogger(
+                db.write,
+                settings.error_log_queue_size,
+                sample=settings.error_log_sample,
+                unknown_path_limit=settings.unknown_path_limit_per_minute,
+            )
+            held = process_figures(db, cache, catalogs, errorlog, listener)
+            instance = figures.instance_id()
+            slow_queries = figures.SlowQueries(database_url, settings.slow_query_ms)
+            measured = figures.Figures(
+                instance, endpoints=catalogs.endpoint_routes, slow=slow_queries
+            )
+            pool_stats = health.PoolStats(
+                db,
+                probe,
+                instance=instance,
+                min_size=settings.pool_min_size,
+                interval_s=settings.pool_stats_interval_s,
+            )
+            app.state.figures, app.state.slow_queries = measured, slow_queries
+            app.state.pool_stats = pool_stats
+            # listen first: no change is missed during the load
+            await b.step("starting the listener", listener.start, timeout_s=boot.ATTEMPT_TIMEOUT_S)
+            await b.step("loading the catalogue", catalogs.start)
+            await db.recovery.reload(db.write)  # a failure keeps the built-in defaults
+            await key_store.reload(db.write)  # a failure is logged; a reconnect reloads them
             for job in (
                 access_log,  # first, so stopped last: every request's line is written
                 spawned,
@@ -115,14 +165,14 @@ def create_app(
                     cache, db.write, catalogs.endpoint_routes, settings.cache_stats_interval_s
                 ),
                 idempotency.purge_job(db.write),
-                probe,  # its own connection; the pool figures write on another
-                pool_stats,
+                pattern_job(db.write),
+                Retention(db.write, settings.error_log_retention_days),
+                pool_stats,  # on its own connection; the probe (stopped last) on another
                 slow_queries,
                 figures.flush_job(measured, db.write, settings.metrics_flush_s),  # final flush
                 metrics,  # multi-process mode: copies this process's figures for any scrape
             ):
                 jobs.start(job)
-            app.state.loop = asyncio.get_running_loop()
             app.state.listener = listener
             app.state.services = Services(
                 settings=settings,
@@ -138,25 +188,32 @@ def create_app(
                         settings.stream_max_concurrent, max(1, settings.pool_max_size - 1)
                     ),
                     max_seconds=settings.stream_max_seconds,
+                    acquire_timeout_s=settings.pool_timeout_s,
                 ),
                 trusted_proxies=trusted,
                 publish_invalidation=publisher.publish,
                 observers=(access_log, metrics.observe, measured),
             )
+
+        starting.start(sequence)
+        try:
+            await starting.settle()  # a quick boot completes before "listening"
             yield
         finally:
-            await listener.stop()
-            await catalogs.stop()
-            await jobs.stop()
-            await db.close()
+            await starting.stop()
+
+    def live_catalog() -> Catalog:
+        services = getattr(app.state, "services", None)  # None until the boot is done
+        return services.catalogs.current if services is not None else no_catalog
 
     def methods_for(path: str) -> tuple[list[str], list[str]] | None:
         if path.startswith(admin.PREFIX):  # built-in routes and rows share these paths
-            return admin_api.methods_at(path, app.state.services.catalogs.current)
+            return admin_api.methods_at(path, live_catalog())
         if any(route.path_regex.match(path) for route in own_routes):
             return ["GET", "HEAD", "OPTIONS"], []
-        return catalog_methods(app.state.services.catalogs.current, path)
+        return catalog_methods(live_catalog(), path)
 
+    no_catalog = empty_catalog()
     # the admin API's built-in routes win over the catalogue's rows at their (method, path)
     own_routes = [*builtin.routes, *metrics_routes, *health.routes, *admin_api.routes]
     app = Starlette(
@@ -166,7 +223,11 @@ def create_app(
                 Cors,
                 policy=CorsPolicy.parse(settings.cors_origins, settings.cors_max_age_s),
                 methods_for=methods_for,
-            )
+            ),
+            # until the boot is done, 503 but where the answer needs no database
+            Middleware(
+                boot.UntilBooted, open_routes=[*health.routes, *metrics_routes, *docs.routes]
+            ),
         ],
         lifespan=lifespan,
     )

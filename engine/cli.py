@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from engine import accesslog, keys, logs, migrations, pgserver
+from engine import accesslog, keys, logs, migrations, pgserver, roles
 from engine.admin import cli as admin_cli
 from engine.auth import dev_secret, mint_token
 from engine.catalog import Catalog, RowStatus, ddl_watched, load_catalog
@@ -145,6 +145,7 @@ async def _check(
         catalog = await load_catalog(conn, default_timeout_ms=settings.statement_timeout_ms)
         watched = await ddl_watched(conn)
         running = {r["endpoint_mapping_id"]: r for r in await conn.fetch(STATUS_OF_RUNNING)}
+        reads = None if routes_only else await _read_guarantee(url, settings, conn)
     finally:
         await conn.close()
     if routes_only and all_rows:
@@ -171,55 +172,87 @@ async def _check(
             "WARNING schema drift is not watched: the event trigger engine_ddl_watch is missing "
             "(sql/006 creates it when migrations run as a superuser)"
         )
+    read_warning = reads is None or not reads.by_database
+    print(f"{'WARNING' if read_warning else 'READS'} {reads.line if reads else _NO_READS}")
     counts = catalog.state_counts()
     print(
         f"{len(catalog.endpoints)} endpoint(s) ok, {len(catalog.problems)} problem(s), "
-        f"{len(catalog.warnings) + (not watched)} warning(s); rows: "
+        f"{len(catalog.warnings) + (not watched) + read_warning} warning(s); rows: "
         + ", ".join(f"{n} {state}" for state, n in counts.items())
     )
     if catalog.problems:
         return 1
-    return 1 if strict and (catalog.warnings or not watched) else 0
+    return 1 if strict and (catalog.warnings or not watched or read_warning) else 0
+
+
+_NO_READS = "reads: ENGINE_READ_DATABASE_URL does not connect, so the engine would not start"
+
+
+async def _read_guarantee(
+    url: str, settings: Settings, conn: asyncpg.Connection
+) -> roles.ReadGuarantee | None:
+    """What keeps reads from writing with these settings (engine/roles.py); None when the
+    read URL does not connect."""
+    try:
+        return await roles.read_guarantee(url, settings, conn)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("ENGINE_READ_DATABASE_URL does not connect: %s", type(exc).__name__)
+        return None
+
+
+def _known_seed_domains(domains: Sequence[str]) -> None:
+    """Refuse an unknown ``serve --seed`` domain now: the boot would retry it for ever."""
+    available = migrations.seed_domains() if migrations.SEEDS_DIR.exists() else []
+    unknown = [d for d in domains if d not in available]
+    if unknown:
+        raise migrations.MigrationError(
+            f"unknown seed domain(s): {', '.join(unknown)}; available: {', '.join(available)}"
+        )
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine import boot
     from engine.app import create_app
+    from engine.server import EngineServer, engine_config
 
     accesslog.enabled(settings.access_log)  # a bad value stops here, before any work
+    _known_seed_domains(args.seed or ())
     url, embedded = resolve_database(settings)
-    if args.migrate:
-        asyncio.run(_migrate(url))
-    if args.seed is not None:
-        asyncio.run(_seed(url, args.seed))
     secret = jwt_secret_for(settings, embedded)
+    # --migrate and --seed are the boot's first steps (engine/boot.py): retried until the
+    # database answers, so a database down at start does not stop serve
+    app = create_app(settings, url, jwt_secret=secret, migrate=args.migrate, seed=args.seed)
+    urls = {"DATABASE_URL": url}
+    if settings.read_database_url:
+        urls["ENGINE_READ_DATABASE_URL"] = settings.read_database_url
+    refused = asyncio.run(boot.preflight(urls))
+    if refused is not None:  # wrong password, unknown role or database: waiting cannot help
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
     if embedded and not settings.jwt_secret:
         log.warning(
             "development JWT secret in use (ENGINE_JWT_SECRET unset); mint a token with: "
             "python -m engine token --sub demo --tenant 1 --roles camera_admin"
         )
     log.info("settings: %s", settings.redacted())
-    app = create_app(settings, url, jwt_secret=secret)
     host = args.host or settings.host
     port = args.port or settings.port
     sys.stdout.flush()  # what was printed goes out before the access log's first lines
-    config = uvicorn.Config(
+    # engine_config: the engine's protocol (header timeout, connection cap), the lifespan
+    # on, uvicorn's access log off (ENGINE_ACCESS_LOG is the engine's) and proxy headers
+    # off (X-Forwarded-For is ENGINE_TRUSTED_PROXIES' business)
+    config = engine_config(
         app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         # json: no uvicorn handlers, its records reach the root logger's JSON handler
         log_config=None if logs.is_json(settings.log_format) else uvicorn.config.LOGGING_CONFIG,
-        # the engine writes its own access log (ENGINE_ACCESS_LOG); uvicorn's never
-        access_log=False,
-        lifespan="on",
-        # X-Forwarded-For is the engine's business (ENGINE_TRUSTED_PROXIES); uvicorn
-        # would otherwise believe it from any local peer
-        proxy_headers=False,
     )
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
-        uvicorn.Server(config).run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the signal handlers are set
+        EngineServer(config, settings).run()  # drains on SIGTERM/SIGINT, then returns
     log.info("engine stopped")
     return 0
 

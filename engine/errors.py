@@ -50,6 +50,7 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
         503,
         "The server has as many connections open as it may; retry shortly",
     ),
+    "SHUTTING_DOWN": (503, "The server is shutting down; retry"),
     "TOO_MANY_EXPORTS": (503, "Too many exports are running; retry shortly"),
     "INTERNAL_ERROR": (500, "An internal error occurred"),
     "AMBIGUOUS_CREDENTIALS": (400, "Send either an API key or a bearer token, not both"),

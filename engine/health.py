@@ -47,6 +47,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.catalog import empty_catalog
 from engine.database import ACQUIRE_TIMEOUT_S, RETRY_AFTER_S, Database, PoolFigures
 from engine.jobs import Periodic
 from engine.problems import own_route
@@ -61,6 +62,7 @@ PROBE_TIMEOUT_S = 2.0
 REUSE_S = 0.25
 WRITE_TIMEOUT_S = 5.0
 JSON = "application/json"
+NOT_LOADED = empty_catalog()  # what readiness reads before the boot loads one
 
 
 @dataclass(frozen=True)
@@ -378,8 +380,12 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """200 when the catalogue is loaded and the database answers the probe, else 503."""
+    if getattr(request.app.state, "draining", False):  # SIGTERM: out of the balancer first
+        body = {"status": "not_ready", "reasons": ["draining"]}
+        return _json(body, 503, {"Retry-After": RETRY_AFTER_S})
     probe: Probe = request.app.state.probe
-    catalog = request.app.state.services.catalogs.current
+    services = getattr(request.app.state, "services", None)  # None until the boot is done
+    catalog = services.catalogs.current if services is not None else NOT_LOADED
     result = await probe.check()
     reasons = []
     if not result.ok:

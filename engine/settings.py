@@ -33,8 +33,9 @@ class Settings:
     read_database_url: str | None = _setting(
         "ENGINE_READ_DATABASE_URL",
         None,
-        "PostgreSQL URL for reads (a streaming replica). Unset: reads go to the primary, "
-        "on read-only sessions.",
+        "PostgreSQL URL for reads: a read-only user (SELECT only), on the primary or a "
+        "streaming replica. Unset: reads run as engine_reader (sql/019) when it logs in "
+        "without a password, else on read-only sessions only.",
     )
     host: str = _setting("ENGINE_HOST", "127.0.0.1", "Address the HTTP server listens on.")
     port: int = _setting("ENGINE_PORT", 8000, "Port the HTTP server listens on.")
@@ -210,13 +211,21 @@ class Settings:
         "ENGINE_ERROR_LOG_RETENTION_DAYS",
         30,
         "Days api_error_logs, api_performance_metrics and the other figure tables keep "
-        "their rows; older rows are deleted in batches by a periodic job.",
+        "their rows; older rows are deleted in batches by a periodic job. 0: kept forever.",
     )
     unknown_path_limit_per_minute: int = _setting(
         "ENGINE_UNKNOWN_PATH_LIMIT_PER_MINUTE",
         120,
         "404s for unknown paths one client address may get a minute; beyond it 429. 0: no limit.",
     )
+
+    def __post_init__(self) -> None:
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                env = next(f.metadata["env"] for f in dataclasses.fields(self) if f.name == name)
+                raise ValueError(f"{env}={getattr(self, name)!r}: must be greater than 0")
+        if self.shutdown_grace_s < 0:
+            raise ValueError(f"ENGINE_SHUTDOWN_GRACE_S={self.shutdown_grace_s!r}: must be >= 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -248,6 +257,16 @@ class Settings:
                 value = _hide_password(value)
             out[f.metadata["env"]] = value
         return out
+
+
+# settings that mean nothing at 0 or below (a bad value stops the engine at start)
+_POSITIVE = (
+    "pool_max_size",
+    "pool_timeout_s",
+    "header_timeout_s",
+    "max_connections",
+    "listen_ping_s",
+)
 
 
 def _hide_password(url: str) -> str:

@@ -1,13 +1,16 @@
 -- 016: codes of back-pressure (issue 11).
 --
 -- DATABASE_BUSY: no pool connection became free within ENGINE_POOL_TIMEOUT_S (the
--- database answers, but every connection is in use), or the pool's circuit breaker is
--- open after repeated connection failures. Distinct from DATABASE_CONNECTION_ERROR
--- (the database cannot be reached). Answered with Retry-After.
+-- database answers, but every connection is in use). Distinct from
+-- DATABASE_CONNECTION_ERROR (the database cannot be reached, or the pool's circuit
+-- breaker is open after repeated connection failures). Answered with Retry-After.
 -- ENDPOINT_BUSY: the row's max_concurrent requests are already running; answered with
 -- Retry-After, so one slow endpoint cannot take the whole pool.
 -- TOO_MANY_CONNECTIONS: the process holds ENGINE_MAX_CONNECTIONS client connections;
 -- a new one is answered this (with Retry-After) and closed.
+-- SHUTTING_DOWN: the process drained on SIGTERM and ENGINE_SHUTDOWN_GRACE_S ran out
+-- before this request finished: it was cancelled (its statement too) and may be retried
+-- on another process.
 -- ON CONFLICT DO NOTHING keeps wording an admin already wrote.
 -- localized_messages: "vi" Vietnamese, "ru" Russian.
 
@@ -25,9 +28,13 @@ VALUES
 ('TOO_MANY_CONNECTIONS', 503, 'server',
  'The server has as many connections open as it may; retry shortly',
  'Retry after the number of seconds in Retry-After; reuse connections (keep-alive) instead of opening many.',
- '{"vi": "Máy chủ đang mở số kết nối tối đa cho phép; hãy thử lại sau giây lát", "ru": "Сервер держит максимально допустимое число соединений; повторите попытку чуть позже"}')
+ '{"vi": "Máy chủ đang mở số kết nối tối đa cho phép; hãy thử lại sau giây lát", "ru": "Сервер держит максимально допустимое число соединений; повторите попытку чуть позже"}'),
+('SHUTTING_DOWN', 503, 'server',
+ 'The server is shutting down; retry',
+ 'Retry the request; another process (or this one, once restarted) will answer it.',
+ '{"vi": "Máy chủ đang tắt; hãy thử lại", "ru": "Сервер завершает работу; повторите попытку"}')
 ON CONFLICT (error_code) DO NOTHING;
 
 INSERT INTO engine_required_error_codes (error_code)
-VALUES ('DATABASE_BUSY'), ('ENDPOINT_BUSY'), ('TOO_MANY_CONNECTIONS')
+VALUES ('DATABASE_BUSY'), ('ENDPOINT_BUSY'), ('TOO_MANY_CONNECTIONS'), ('SHUTTING_DOWN')
 ON CONFLICT DO NOTHING;

@@ -9,10 +9,10 @@ import time
 from typing import Any
 
 import httpx
-import uvicorn
 
 from engine.app import create_app
 from engine.auth import mint_token
+from engine.server import EngineServer, engine_config
 from engine.settings import Settings
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -75,24 +75,23 @@ class EngineClient(httpx.Client):
 
 
 class RunningEngine:
-    """uvicorn serving the engine in a background thread, on a free loopback port."""
+    """The engine's server (as ``serve`` runs it) in a background thread, on a free loopback
+    port."""
 
-    def __init__(self, database_url: str, **overrides: Any) -> None:
+    def __init__(self, database_url: str, *, http: str = "auto", **overrides: Any) -> None:
+        """``overrides`` are settings; ``http`` is uvicorn's implementation (auto, httptools,
+        h11)."""
         overrides.setdefault("jwt_secret", JWT_SECRET)
         overrides.setdefault("reload_debounce_ms", 20)
         overrides.setdefault("pool_max_size", 4)
         self.settings = Settings(database_url=database_url, **overrides)
         self.app = create_app(self.settings, database_url)
         self.port = free_port()
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-            proxy_headers=False,
+        # the server ``serve`` runs: header timeout, connection cap, drain (engine.server)
+        config = engine_config(
+            self.app, http=http, host="127.0.0.1", port=self.port, log_level="warning"
         )
-        self.server = uvicorn.Server(config)
+        self.server = EngineServer(config, self.settings)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
