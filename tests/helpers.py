@@ -84,6 +84,16 @@ def add_endpoint(
     )
 
 
+SLEEP_SQL = "SELECT pg_sleep($1::float8) IS NULL AS slept"
+
+
+def add_sleep_endpoint(db: DB, path: str, **columns: Any) -> int:
+    """A GET at ``path`` sleeping ``?s=`` seconds in PostgreSQL (a slow request on demand);
+    answers ``{"slept": true}``."""
+    params = [{"name": "s", "in": "query", "type": "number", "required": True}]
+    return add_endpoint(db, path, "GET", SLEEP_SQL, params, {"shape": "object"}, **columns)
+
+
 def add_schema(
     db: DB,
     mapping_id: int,

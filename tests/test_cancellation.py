@@ -21,11 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.departure import Departure
 from tests.engine_server import EngineClient
-from tests.helpers import add_endpoint, poll, serve
+from tests.helpers import add_endpoint, add_sleep_endpoint, poll, serve
 from tests.pg import DB
 
-SLEEP = "SELECT pg_sleep($1::float8) IS NULL AS slept"
-SECONDS = [{"name": "s", "in": "query", "type": "number"}]
 LONG_S = 30  # far longer than any bound below: only a cancellation ends it in time
 
 ACTIVE_SLEEPS = (  # statements of the engine's sessions sleeping in pg_sleep (COMMIT too)
@@ -70,7 +68,7 @@ def abandoned_count(client: EngineClient, route: str) -> float:
 @pytest.fixture()
 def sleepy(db: DB, make_client: Any) -> EngineClient:
     """An engine with one connection per pool and a slow and a fast read."""
-    add_endpoint(db, "/cancel/sleep", "GET", SLEEP, SECONDS, {"shape": "object"})
+    add_sleep_endpoint(db, "/cancel/sleep")
     add_endpoint(db, "/cancel/fast", "GET", "SELECT 1 AS one", result={"shape": "scalar"})
     return serve(make_client, pool_max_size=1)
 

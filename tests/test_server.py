@@ -27,11 +27,9 @@ import pytest
 
 from engine import server as engine_server
 from tests.engine_server import JWT_SECRET, EngineClient, free_port
-from tests.helpers import add_endpoint, poll
+from tests.helpers import add_sleep_endpoint, poll
 from tests.pg import DB
 
-SLEEP_SQL = "SELECT pg_sleep($1::float8) IS NULL AS slept"
-SLEEP_PARAMS = [{"name": "s", "in": "query", "type": "number", "required": True}]
 RUNNING_SLEEPS = """
 SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND state = 'active' AND query LIKE '%pg_sleep%'
@@ -175,7 +173,7 @@ def test_a_request_running_longer_than_the_header_timeout_is_answered(
     db: DB, make_client, http
 ) -> None:
     """The timer covers the head only: once it is in, the request has its own timeouts."""
-    add_endpoint(db, "/sleep", "GET", SLEEP_SQL, SLEEP_PARAMS, result={"shape": "object"})
+    add_sleep_endpoint(db, "/sleep")
     client: EngineClient = make_client(http=http, header_timeout_s=1)
     response = client.get("/sleep", params={"s": "1.5"})
     assert response.status_code == 200, response.text
@@ -381,15 +379,7 @@ def sleeping(db: DB) -> list[int]:
 def test_sigterm_drains_a_request_in_flight_while_ready_says_draining(
     db: DB, db_url: str, tmp_path, engine_processes
 ) -> None:
-    add_endpoint(
-        db,
-        "/sleep",
-        "GET",
-        SLEEP_SQL,
-        SLEEP_PARAMS,
-        result={"shape": "object"},
-        statement_timeout_ms=60000,
-    )
+    add_sleep_endpoint(db, "/sleep", statement_timeout_ms=60000)
     engine = EngineProcess(db_url, tmp_path, ENGINE_SHUTDOWN_GRACE_S="6")
     engine_processes.append(engine)
     port = engine.port
@@ -438,15 +428,7 @@ def refused(port: int) -> bool:
 def test_sigterm_cancels_a_request_past_the_grace_and_its_statement(
     db: DB, db_url: str, tmp_path, engine_processes
 ) -> None:
-    add_endpoint(
-        db,
-        "/sleep",
-        "GET",
-        SLEEP_SQL,
-        SLEEP_PARAMS,
-        result={"shape": "object"},
-        statement_timeout_ms=60000,
-    )
+    add_sleep_endpoint(db, "/sleep", statement_timeout_ms=60000)
     engine = EngineProcess(db_url, tmp_path, ENGINE_SHUTDOWN_GRACE_S="2")
     engine_processes.append(engine)
     slow: dict[str, Any] = {}
@@ -500,7 +482,7 @@ def in_background(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
 def test_stopping_lets_a_request_finish_while_ready_says_draining(
     db: DB, make_client, http
 ) -> None:
-    add_endpoint(db, "/sleep", "GET", SLEEP_SQL, SLEEP_PARAMS, result={"shape": "object"})
+    add_sleep_endpoint(db, "/sleep")
     client: EngineClient = make_client(http=http, shutdown_grace_s=10)
     engine = client.engine
     idle = Raw(engine.port)
@@ -526,15 +508,7 @@ def test_stopping_lets_a_request_finish_while_ready_says_draining(
 def test_stopping_cancels_a_request_past_the_grace_with_a_coded_503(
     db: DB, make_client, http
 ) -> None:
-    add_endpoint(
-        db,
-        "/sleep",
-        "GET",
-        SLEEP_SQL,
-        SLEEP_PARAMS,
-        result={"shape": "object"},
-        statement_timeout_ms=60000,
-    )
+    add_sleep_endpoint(db, "/sleep", statement_timeout_ms=60000)
     client: EngineClient = make_client(http=http, shutdown_grace_s=0.5)
     engine = client.engine
     thread, slow = in_background(lambda: get(engine.port, "/sleep?s=20"))
