@@ -351,98 +351,67 @@ async def run_write(
     ``COMMIT_OUTCOME_UNKNOWN``: the write may or may not have happened. Past the
     pool's circuit breaker (``recovery``), and never retried: it may have started writing.
     """
-    return await recovering(
-        pool,
-        recovery,
-        False,
-        lambda: _write_once(
-            pool,
-            sql,
-            args,
-            finish,
-            timeout_s=timeout_s,
-            operation=operation,
-            known_codes=known_codes,
-            rows=rows,
-            guard=guard,
-            client_values=client_values,
-            params=params,
-            acquire_timeout_s=acquire_timeout_s,
-        ),
-    )
 
-
-async def _write_once(
-    pool: asyncpg.Pool,
-    sql: str,
-    args: Sequence[Any],
-    finish: Callable[[list[asyncpg.Record], int | None], T],
-    *,
-    timeout_s: float | None,
-    operation: str,
-    known_codes: Container[str],
-    rows: bool,
-    guard: WriteGuard[T] | None,
-    client_values: bool,
-    params: Sequence[tuple[str, str]],
-    acquire_timeout_s: float,
-) -> T:
-    """The one try of :func:`run_write`."""
-    conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
-    started = time.perf_counter()
-    try:
-        tx = conn.transaction()
+    async def attempt() -> T:
+        conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
+        started = time.perf_counter()
         try:
-            await tx.start()
-            if guard is not None:
-                replay = await guard.before(conn)
-                if replay is not None:
-                    await tx.rollback()
-                    return replay
-            if rows:
-                records, affected = await conn.fetch(sql, *args, timeout=timeout_s), None
-            else:
-                records, affected = (
-                    [],
-                    affected_rows(await conn.execute(sql, *args, timeout=timeout_s)),
-                )
-            result = finish(records, affected)
-            if guard is not None:
-                await guard.after(conn, result)
-        except BaseException as exc:
-            await _rollback(conn, tx)
-            if isinstance(exc, InternalClientError):
-                _drop(conn)  # the driver lost track of the connection: never reuse it
-            if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
-                blame = _client_may_cause(exc, args, client_values, params)
-                error = translate(exc, operation, known_codes, client_values=blame, params=params)
-                if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-                    await _explain_violation(conn, exc, error)
-                raise error from exc
-            if isinstance(exc, ValueError | OverflowError | orjson.JSONEncodeError):
-                # the driver could not decode a value, or the answer could not be encoded
+            tx = conn.transaction()
+            try:
+                await tx.start()
+                if guard is not None:
+                    replay = await guard.before(conn)
+                    if replay is not None:
+                        await tx.rollback()
+                        return replay
+                if rows:
+                    records, affected = await conn.fetch(sql, *args, timeout=timeout_s), None
+                else:
+                    records, affected = (
+                        [],
+                        affected_rows(await conn.execute(sql, *args, timeout=timeout_s)),
+                    )
+                result = finish(records, affected)
+                if guard is not None:
+                    await guard.after(conn, result)
+            except BaseException as exc:
+                await _rollback(conn, tx)
+                if isinstance(exc, InternalClientError):
+                    _drop(conn)  # the driver lost track of the connection: never reuse it
+                if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
+                    blame = _client_may_cause(exc, args, client_values, params)
+                    error = translate(
+                        exc, operation, known_codes, client_values=blame, params=params
+                    )
+                    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+                        await _explain_violation(conn, exc, error)
+                    raise error from exc
+                if isinstance(exc, ValueError | OverflowError | orjson.JSONEncodeError):
+                    # the driver could not decode a value, or the answer could not be encoded
+                    raise ApiError(
+                        "INTERNAL_ERROR",
+                        "The result could not be answered; nothing was written",
+                        internal=f"decoding the result failed, rolled back: {exc!r}",
+                    ) from exc
+                raise
+            try:
+                await tx.commit()
+            except _CONNECTION_LOST as exc:
+                _drop(conn)
                 raise ApiError(
-                    "INTERNAL_ERROR",
-                    "The result could not be answered; nothing was written",
-                    internal=f"decoding the result failed, rolled back: {exc!r}",
+                    "COMMIT_OUTCOME_UNKNOWN",
+                    headers={"Retry-After": RETRY_AFTER_S},
+                    internal=f"connection lost during COMMIT: {exc!r}",
+                    database_error=f"{type(exc).__name__}: {exc}",
                 ) from exc
-            raise
-        try:
-            await tx.commit()
-        except _CONNECTION_LOST as exc:
-            _drop(conn)
-            raise ApiError(
-                "COMMIT_OUTCOME_UNKNOWN",
-                headers={"Retry-After": RETRY_AFTER_S},
-                internal=f"connection lost during COMMIT: {exc!r}",
-                database_error=f"{type(exc).__name__}: {exc}",
-            ) from exc
-        except asyncpg.PostgresError as exc:  # refused at COMMIT (deferred constraint...)
-            raise translate(exc, operation, known_codes, client_values=client_values) from exc
-        return result
-    finally:
-        record_statement(time.perf_counter() - started, sql, args)
-        await release(pool, conn)
+            except asyncpg.PostgresError as exc:  # refused at COMMIT (deferred constraint...)
+                raise translate(exc, operation, known_codes, client_values=client_values) from exc
+            return result
+        finally:
+            record_statement(time.perf_counter() - started, sql, args)
+            await release(pool, conn)
+
+    return await recovering(pool, recovery, False, attempt)
 
 
 async def _explain_violation(
