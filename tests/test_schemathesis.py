@@ -14,6 +14,7 @@ testing (a generated DELETE would unpublish the routes under test).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,41 +47,57 @@ def test_schemathesis_finds_no_server_error_and_no_accepted_invalid_input(
     roles, permissions = _grants(db)
     token = client.token(sub="schemathesis", tenant=1, roles=roles, permissions=permissions)
     report = tmp_path / "report"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "schemathesis.cli",
-            "run",
-            f"{client.engine.client.base_url.join('/openapi.json')}",
-            "--checks",
-            CHECKS,
-            "--max-examples",
-            str(EXAMPLES),
-            "--seed",
-            os.environ.get("SCHEMATHESIS_SEED", "11"),
-            "--workers",
-            "2",
-            "--header",
-            f"Authorization: Bearer {token}",
-            "--exclude-path-regex",
-            "^/admin/",
-            "--request-timeout",
-            "20",
-            "--report",
-            "junit",
-            "--report-dir",
-            str(report),
-            "--no-color",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,  # no schemathesis.toml of anyone else's is discovered
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{client.engine.client.base_url.join('/openapi.json')}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        os.environ.get("SCHEMATHESIS_SEED", "11"),
+        "--workers",
+        "2",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--exclude-path-regex",
+        "^/admin/",
+        "--request-timeout",
+        "20",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(report),
+        "--no-color",
+    ]
+    for _ in range(2):
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,  # no schemathesis.toml of anyone else's is discovered
+        )
+        if not _only_its_own_error(result.stdout):
+            break
+        # schemathesis itself crashed (seen once in CI: "SystemError: AST constructor
+        # recursion depth mismatch" in its coverage phase) while every case passed: run it
+        # once more; an answer of the engine's that fails a check is never retried
     (report / "output.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, (
         f"schemathesis found failures (all of them: {report / 'output.txt'}):\n"
         + result.stdout[-20000:]
         + result.stderr[-5000:]
+    )
+
+
+def _only_its_own_error(summary: str) -> bool:
+    """Whether a run failed only by an error inside schemathesis: no check failed."""
+    return (
+        "Runtime Error" in summary
+        and "Failures:" not in summary
+        and re.search(r"\d+ generated, \d+ passed\s*$", summary, re.M) is not None
     )
