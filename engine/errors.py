@@ -61,6 +61,7 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "TEMPLATE_ERROR": (500, "The endpoint's query failed on its own"),
     "READ_ONLY_VIOLATION": (500, "A read-only endpoint tried to write"),
     "INVALID_CURSOR": (400, "The pagination cursor is not valid for this request"),
+    "RESULT_TOO_LARGE": (500, "The answer has more rows than an unpaginated list may hold"),
     # the admin API (sql/014)
     "ENDPOINT_INVALID": (422, "The change would leave an endpoint that cannot be served"),
     "ENDPOINT_NOT_CHECKED": (409, "The endpoint's current version has not been checked yet"),

@@ -219,11 +219,57 @@ class Settings:
         "404s for unknown paths one client address may get a minute; beyond it 429. 0: no limit.",
     )
 
+    workers: int = _setting(
+        "ENGINE_WORKERS",
+        1,
+        "Processes serving the port (serve --workers N); each has its own pools, sized so that "
+        "N x ENGINE_POOL_MAX_SIZE stays within the database's max_connections.",
+    )
+    max_rows: int = _setting(
+        "ENGINE_MAX_ROWS",
+        10000,
+        "Most rows a list answer without pagination may hold; beyond it 500 RESULT_TOO_LARGE "
+        "(the endpoint should paginate or stream).",
+    )
+    cache_max_bytes: int = _setting(
+        "ENGINE_CACHE_MAX_BYTES",
+        67108864,
+        "Bytes of cached answers one process keeps, over every endpoint; beyond it the least "
+        "recently used answers are evicted.",
+    )
+    bulk_max_body_bytes: int = _setting(
+        "ENGINE_BULK_MAX_BODY_BYTES",
+        1073741824,
+        "Largest NDJSON or CSV body a bulk import accepts (a row's bulk_import.max_body_bytes "
+        "may lower it); 413 above.",
+    )
+    pgbouncer: str = _setting(
+        "ENGINE_PGBOUNCER",
+        "off",
+        "transaction: DATABASE_URL points at PgBouncer in transaction pooling mode (no prepared "
+        "statement kept across transactions, session settings per transaction); LISTEN then "
+        "uses ENGINE_LISTEN_DATABASE_URL. off: a direct connection.",
+    )
+    listen_database_url: str | None = _setting(
+        "ENGINE_LISTEN_DATABASE_URL",
+        None,
+        "PostgreSQL URL of a direct connection (not through PgBouncer) for LISTEN. Unset: "
+        "DATABASE_URL.",
+    )
+    max_replica_lag_s: float = _setting(
+        "ENGINE_MAX_REPLICA_LAG_S",
+        30.0,
+        "A read replica (database_failover_config) lagging further behind the primary than "
+        "this takes no reads until it catches up.",
+    )
+
     def __post_init__(self) -> None:
         for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 env = next(f.metadata["env"] for f in dataclasses.fields(self) if f.name == name)
                 raise ValueError(f"{env}={getattr(self, name)!r}: must be greater than 0")
+        if self.pgbouncer not in ("off", "transaction"):
+            raise ValueError(f"ENGINE_PGBOUNCER={self.pgbouncer!r}: expected off or transaction")
         if self.shutdown_grace_s < 0:
             raise ValueError(f"ENGINE_SHUTDOWN_GRACE_S={self.shutdown_grace_s!r}: must be >= 0")
 
@@ -266,6 +312,11 @@ _POSITIVE = (
     "header_timeout_s",
     "max_connections",
     "listen_ping_s",
+    "workers",
+    "max_rows",
+    "cache_max_bytes",
+    "bulk_max_body_bytes",
+    "max_replica_lag_s",
 )
 
 
