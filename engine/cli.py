@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from engine import accesslog, keys, logs, migrations, pgserver, roles
+from engine import accesslog, keys, logs, migrations, pgbouncer, pgserver, replicas, roles
 from engine.admin import cli as admin_cli
 from engine.auth import dev_secret, mint_token
 from engine.catalog import Catalog, RowStatus, ddl_watched, load_catalog
@@ -146,6 +148,9 @@ async def _check(
         watched = await ddl_watched(conn)
         running = {r["endpoint_mapping_id"]: r for r in await conn.fetch(STATUS_OF_RUNNING)}
         reads = None if routes_only else await _read_guarantee(url, settings, conn)
+        # database_failover_config: refused rows are problems, a replica down a warning
+        lag_s = settings.max_replica_lag_s
+        replica_lines = [] if routes_only else await replicas.check_report(conn, os.environ, lag_s)
     finally:
         await conn.close()
     if routes_only and all_rows:
@@ -174,15 +179,21 @@ async def _check(
         )
     read_warning = reads is None or not reads.by_database
     print(f"{'WARNING' if read_warning else 'READS'} {reads.line if reads else _NO_READS}")
+    for kind, text in replica_lines:
+        print(f"{kind} {text}")
+    replica_problems = sum(kind == "PROBLEM" for kind, _ in replica_lines)
+    replica_warnings = sum(kind == "WARNING" for kind, _ in replica_lines)
     counts = catalog.state_counts()
     print(
-        f"{len(catalog.endpoints)} endpoint(s) ok, {len(catalog.problems)} problem(s), "
-        f"{len(catalog.warnings) + (not watched) + read_warning} warning(s); rows: "
-        + ", ".join(f"{n} {state}" for state, n in counts.items())
+        f"{len(catalog.endpoints)} endpoint(s) ok, "
+        f"{len(catalog.problems) + replica_problems} problem(s), "
+        f"{len(catalog.warnings) + (not watched) + read_warning + replica_warnings} warning(s); "
+        "rows: " + ", ".join(f"{n} {state}" for state, n in counts.items())
     )
-    if catalog.problems:
+    if catalog.problems or replica_problems:
         return 1
-    return 1 if strict and (catalog.warnings or not watched or read_warning) else 0
+    warned = catalog.warnings or not watched or read_warning or replica_warnings
+    return 1 if strict and warned else 0
 
 
 _NO_READS = "reads: ENGINE_READ_DATABASE_URL does not connect, so the engine would not start"
@@ -218,15 +229,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from engine.server import EngineServer, engine_config
 
     accesslog.enabled(settings.access_log)  # a bad value stops here, before any work
+    pgbouncer.check(settings)  # transaction pooling without a direct URL: refused here
     _known_seed_domains(args.seed or ())
-    url, embedded = resolve_database(settings)
+    url, embedded = resolve_database(settings)  # the embedded server: once, whatever N
     secret = jwt_secret_for(settings, embedded)
+    count = args.workers or settings.workers
+    if count > 1:
+        return _serve_workers(settings, args, count, url, secret, embedded=embedded)
     # --migrate and --seed are the boot's first steps (engine/boot.py): retried until the
     # database answers, so a database down at start does not stop serve
     app = create_app(settings, url, jwt_secret=secret, migrate=args.migrate, seed=args.seed)
     urls = {"DATABASE_URL": url}
     if settings.read_database_url:
         urls["ENGINE_READ_DATABASE_URL"] = settings.read_database_url
+    if settings.listen_database_url:
+        urls["ENGINE_LISTEN_DATABASE_URL"] = settings.listen_database_url
     refused = asyncio.run(boot.preflight(urls))
     if refused is not None:  # wrong password, unknown role or database: waiting cannot help
         print(f"error: {refused}", file=sys.stderr)
@@ -255,6 +272,72 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         EngineServer(config, settings).run()  # drains on SIGTERM/SIGINT, then returns
     log.info("engine stopped")
     return 0
+
+
+def _stop_waiting(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve_workers(
+    settings: Settings,
+    args: argparse.Namespace,
+    count: int,
+    url: str,
+    secret: str | None,
+    *,
+    embedded: bool,
+) -> int:
+    """``serve --workers N`` (N > 1): what must run once runs here, then uvicorn's
+    supervisor runs N workers on one socket (engine/workers.py)."""
+    from engine import boot, workers
+
+    log.info("settings: %s", settings.redacted())
+    # no worker runs yet: SIGTERM while the database is waited for is a plain exit
+    previous = signal.signal(signal.SIGTERM, _stop_waiting)
+    try:
+        sized = asyncio.run(
+            workers.prepare(url, settings, count, migrate=args.migrate, seed=args.seed)
+        )
+        urls = (
+            {"ENGINE_READ_DATABASE_URL": settings.read_database_url}
+            if settings.read_database_url
+            else {}
+        )
+        refused = asyncio.run(boot.preflight(urls))
+    except workers.WorkersRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        log.info("engine stopped before its workers started")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
+    if embedded and not settings.jwt_secret:
+        log.warning(
+            "development JWT secret in use (ENGINE_JWT_SECRET unset); mint a token with: "
+            "python -m engine token --sub demo --tenant 1 --roles camera_admin"
+        )
+    sys.stdout.flush()
+    spec = workers.WorkerSpec(
+        settings=sized,
+        database_url=url,
+        jwt_secret=secret,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+    )
+    status = workers.run(spec, count)
+    log.info("engine stopped")
+    return status
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return number
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
@@ -386,6 +469,7 @@ examples:
   python -m engine check                      compile every row; exit 1 on a problem
   python -m engine routes --all               every row with its state and reason
   python -m engine serve --port 8000          serve the routes over HTTP
+  python -m engine serve --workers 2          the same with two processes on one port
   python -m engine keys create --name ci --roles engine_admin
   python -m engine keys rotate ci             new secret, same name and grants
 
@@ -417,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (overrides ENGINE_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides ENGINE_PORT)")
     serve.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="processes serving the port, each with its own pools sized to fit the "
+        "database's max_connections (overrides ENGINE_WORKERS; default 1: one process)",
+    )
     serve.add_argument(
         "--seed", nargs="*", metavar="DOMAIN", help="load seed domains first (none named: all)"
     )
@@ -560,6 +651,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{env}={'' if default is None else default}\n    {help_text}")
             return 0
         url, _ = resolve_database(settings)
+        try:  # the verbs keep session state (advisory locks): never through PgBouncer
+            url = pgbouncer.session_url(settings, url)
+        except ValueError as exc:
+            print(f"error: bad setting: {exc}", file=sys.stderr)
+            return 2
         if args.command == "migrate":
             return asyncio.run(_migrate(url))
         if args.command == "seed":

@@ -296,8 +296,10 @@ class SlowQueries:
         *,
         capture_interval_s: float = CAPTURE_INTERVAL_S,
         queue_size: int = SLOW_QUEUE_SIZE,
+        connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
+        self.connect_kwargs = dict(connect_kwargs or {})  # pgbouncer.connect_kwargs
         self.threshold_ms = threshold_ms
         self.threshold_s = threshold_ms / 1000 if threshold_ms > 0 else math.inf
         self.capture_interval_s = capture_interval_s
@@ -376,6 +378,7 @@ class SlowQueries:
             self.url,
             timeout=CONNECT_TIMEOUT_S,
             server_settings={"application_name": "engine-slow-queries"},
+            **self.connect_kwargs,
         )
         try:
             await init_connection(conn)  # the pools' codecs: the values encode alike

@@ -18,7 +18,9 @@ succeeds, else 503 with ``Retry-After`` and the reasons::
      "database": {"ok": false, "latency_ms": 0.2, "error": "ConnectionRefusedError"}}
 
 Routes whose row cannot serve answer 503 themselves: they are counted, not a
-reason to take the process out of a load balancer.
+reason to take the process out of a load balancer. Nor is a read replica down or
+lagging (engine/replicas.py): the primary serves its reads; ``replicas`` lists each
+one's state and ``warnings`` says which take no reads.
 
 :class:`PoolStats` writes, every ``ENGINE_POOL_STATS_INTERVAL_S``, one
 ``database_connection_pool`` row per pool (``Database.pool_figures()``) and
@@ -38,7 +40,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -92,10 +94,12 @@ class Dedicated:
         *,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         server_settings: dict[str, str] | None = None,
+        connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self.server_settings = {"application_name": application_name, **(server_settings or {})}
+        self.connect_kwargs = dict(connect_kwargs or {})  # pgbouncer.connect_kwargs
         self.lock = asyncio.Lock()
         self._conn: asyncpg.Connection | None = None
         self.connects = 0
@@ -112,7 +116,10 @@ class Dedicated:
             return self._conn
         self.drop()
         self._conn = await asyncpg.connect(
-            self.url, timeout=self.connect_timeout_s, server_settings=self.server_settings
+            self.url,
+            timeout=self.connect_timeout_s,
+            server_settings=self.server_settings,
+            **self.connect_kwargs,
         )
         self.connects += 1
         self.connected_at = datetime.now(UTC)
@@ -149,12 +156,16 @@ class Probe:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         timeout_s: float = PROBE_TIMEOUT_S,
         reuse_s: float = REUSE_S,
+        connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self.timeout_s = timeout_s
         self.reuse_s = reuse_s
-        self._dedicated = Dedicated(url, "engine-probe", connect_timeout_s=connect_timeout_s)
+        self.connect_kwargs = dict(connect_kwargs or {})  # pgbouncer.connect_kwargs
+        self._dedicated = Dedicated(
+            url, "engine-probe", connect_timeout_s=connect_timeout_s, connect_kwargs=connect_kwargs
+        )
         self._inflight: asyncio.Task[ProbeResult] | None = None
         self.last: ProbeResult | None = None
         self.probes = 0
@@ -285,9 +296,7 @@ class PoolStats:
             probe.url,
             "engine-pool-figures",
             connect_timeout_s=probe.connect_timeout_s,
-            # the server gives up a write stuck behind a lock by itself, so the
-            # connection stays usable and no backend is left waiting
-            server_settings={"statement_timeout": str(int(WRITE_TIMEOUT_S * 1000))},
+            connect_kwargs=probe.connect_kwargs,
         )
         self._periodic = Periodic(self.name, interval_s, self.run_once)
 
@@ -308,7 +317,7 @@ class PoolStats:
             conn = await self._writer.get()
             try:
                 # the server's statement_timeout comes first; this is the backstop
-                return await asyncio.wait_for(work(conn), WRITE_TIMEOUT_S + 1)
+                return await asyncio.wait_for(_limited(conn, work), WRITE_TIMEOUT_S + 1)
             except asyncpg.PostgresError:
                 raise  # refused by the server: the connection is fine (or closed, and replaced)
             except BaseException:
@@ -359,6 +368,18 @@ class PoolStats:
         )
 
 
+async def _limited(
+    conn: asyncpg.Connection, work: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    """``work`` in a transaction whose statements the server gives up after WRITE_TIMEOUT_S:
+    a write stuck behind a lock ends by itself, so the connection stays usable and no backend
+    is left waiting. A transaction's setting, not the session's: through PgBouncer in
+    transaction mode there is no session (engine/pgbouncer.py)."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {int(WRITE_TIMEOUT_S * 1000)}")
+        return await work(conn)
+
+
 # ---------------------------------------------------------------------------
 # Routes
 # ---------------------------------------------------------------------------
@@ -401,9 +422,30 @@ async def ready(request: Request) -> Response:
         routes_not_serving=len(catalog.unavailable),
         database=result.as_dict(),
     )
+    db = getattr(services, "db", None)  # None until the boot is done
+    if db is not None and db.replicas.replicas:
+        body.update(_replicas(db))
+    worker = getattr(request.app.state, "worker", None)  # serve --workers N: which one
+    if worker is not None:
+        body["worker"] = worker
     if reasons:
         return _json(body, 503, {"Retry-After": RETRY_AFTER_S})
     return _json(body)
+
+
+def _replicas(db: Database) -> dict[str, Any]:
+    """The replicas' state, and a warning (never a reason for not ready) per replica that
+    takes no reads: the primary serves its share meanwhile."""
+    status = db.replicas.status()
+    out: dict[str, Any] = {"replicas": status}
+    warnings = [
+        f"replica {r['replica']} takes no reads: {r.get('reason') or 'out'}"
+        for r in status
+        if not r["in_use"]
+    ]
+    if warnings:
+        out["warnings"] = warnings
+    return out
 
 
 # every method is answered here (405 for all but GET and HEAD): never the catalogue's

@@ -13,6 +13,10 @@ answered within ``max(1, ping_s)`` seconds means the connection is dead. It is
 terminated (closing it politely would wait on the same dead path) and replaced,
 so a change committed meanwhile is served within about ``ping_s + max(1, ping_s)``
 plus a reload.
+
+The connection is made to ``ENGINE_LISTEN_DATABASE_URL`` when it is set (:func:`listen_url`),
+else to ``DATABASE_URL``: through PgBouncer in transaction mode a LISTEN is accepted and
+then never hears a notification, so that mode refuses to start without a direct URL.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any
 
 import asyncpg
 
+from engine import pgbouncer
+from engine.settings import Settings
+
 log = logging.getLogger("engine.listener")
 
 PING_S = 2.0  # the default of ENGINE_LISTEN_PING_S
@@ -32,6 +39,16 @@ MIN_PING_TIMEOUT_S = 1.0  # a busy server may take a moment; a dead path never a
 MIN_CONNECT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 MAX_BACKOFF_S = 5.0
+
+
+def listen_url(settings: Settings, url: str) -> str:
+    """Where LISTEN connects: ``ENGINE_LISTEN_DATABASE_URL``, else ``url`` (DATABASE_URL).
+
+    Raises ``ValueError`` (one line naming both settings) with ``ENGINE_PGBOUNCER=transaction``
+    and no listen URL.
+    """
+    pgbouncer.check(settings)
+    return settings.listen_database_url or url
 
 
 class Listener:

@@ -71,6 +71,9 @@ _MULTIPROCESS_MODES = {
     "engine_catalog_generation": "liveall",
     "engine_catalog_endpoints": "livemax",
     "engine_routes_not_serving": "livemax",
+    "engine_replica_lag_seconds": "livemax",
+    "engine_replica_healthy": "livemin",
+    "engine_replica_in_use": "livemin",
 }
 
 _ROUTE = ("route", "method")
@@ -89,6 +92,16 @@ class CacheFigures:
 
 
 @dataclass(frozen=True)
+class ReplicaFigures:
+    """One read replica (engine/replicas.py), labelled by its environment variable's name."""
+
+    replica: str
+    healthy: bool
+    in_use: bool
+    lag_s: float | None
+
+
+@dataclass(frozen=True)
 class Figures:
     """What one process holds at one moment, read when scraped."""
 
@@ -104,6 +117,8 @@ class Figures:
     error_log_dropped: int = 0
     error_log_failed: int = 0
     listener_reconnects: int = 0
+    replicas: Sequence[ReplicaFigures] = ()
+    reads: Mapping[str, int] = field(default_factory=dict)  # reads run per target (engine/replicas)
     # (code, route, method) -> 401, 404 (unknown path), 405 and 429 answers (errorlog samples)
     client_errors: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -138,6 +153,11 @@ def process_figures(
             error_log_failed=errorlog.failed,
             listener_reconnects=listener.reconnects,
             client_errors=dict(errorlog.client_errors),
+            replicas=[
+                ReplicaFigures(r["replica"], r["healthy"], r["in_use"], r["lag_s"])
+                for r in db.replicas.status()
+            ],
+            reads=db.replicas.reads(),
         )
 
     return read
@@ -236,6 +256,43 @@ def families(f: Figures) -> Iterator[Metric]:
         "Times the LISTEN connection was lost and made again (notifications may be lost).",
         value=f.listener_reconnects,
     )
+    yield from _replica_families(f)
+
+
+def _replica_families(f: Figures) -> Iterator[Metric]:
+    """Read replicas (database_failover_config): health, lag, and where the reads ran."""
+    reads = CounterMetricFamily(
+        "engine_reads",
+        "GET reads run, by target: primary (the primary's read pool) or a replica's name "
+        "(a replica's failed read run again on the primary counts on both).",
+        labels=("target",),
+    )
+    for target, count in f.reads.items():
+        reads.add_metric((target,), count)
+    yield reads
+    if not f.replicas:
+        return
+    healthy = GaugeMetricFamily(
+        "engine_replica_healthy",
+        "1 while the replica passes its health checks (failover_threshold failures take it out).",
+        labels=("replica",),
+    )
+    in_use = GaugeMetricFamily(
+        "engine_replica_in_use",
+        "1 when the replica takes reads: healthy and lagging at most ENGINE_MAX_REPLICA_LAG_S.",
+        labels=("replica",),
+    )
+    lag = GaugeMetricFamily(
+        "engine_replica_lag_seconds",
+        "How far the replica's replay is behind the primary (0 when caught up).",
+        labels=("replica",),
+    )
+    for r in f.replicas:
+        healthy.add_metric((r.replica,), 1 if r.healthy else 0)
+        in_use.add_metric((r.replica,), 1 if r.in_use else 0)
+        if r.lag_s is not None:
+            lag.add_metric((r.replica,), r.lag_s)
+    yield from (healthy, in_use, lag)
 
 
 class _Held:
