@@ -17,7 +17,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from engine import accesslog, admin, boot, builtin, docs, figures, health, idempotency, keys
+from engine import (
+    accesslog,
+    admin,
+    boot,
+    builtin,
+    docs,
+    figures,
+    health,
+    idempotency,
+    keys,
+    pgbouncer,
+)
 from engine.admin import api as admin_api
 from engine.auth import Authenticator, JwtConfig
 from engine.cache import CHANNEL as CACHE_CHANNEL
@@ -28,8 +39,9 @@ from engine.cors import Cors, CorsPolicy, catalog_methods
 from engine.database import Database
 from engine.endpoint import Dispatcher, Services
 from engine.errorlog import ErrorLogger, pattern_job
+from engine.front import EngineApp
 from engine.jobs import Jobs, Spawner
-from engine.listener import Listener
+from engine.listener import Listener, listen_url
 from engine.metrics import Figures, Metrics, process_figures
 from engine.metrics import routes as metrics_routes
 from engine.ratelimit import RateLimiter, parse_networks
@@ -61,13 +73,18 @@ def create_app(
         issuer=settings.jwt_issuer,
     )
     trusted = parse_networks(settings.trusted_proxies)
+    # LISTEN, migrations and seeds keep session state: never through PgBouncer in
+    # transaction mode, which refuses to start without a direct URL (engine/pgbouncer.py)
+    listen_database_url = listen_url(settings, database_url)
+    session_database_url = pgbouncer.session_url(settings, database_url)
+    dedicated = pgbouncer.connect_kwargs(settings)  # the probe's, the figures' connections
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         access_log = accesslog.create(settings.access_log)  # ValueError unless on or off
         # what answers before the boot: the probe needs only the URL (its own connection,
         # which answers when the pools cannot), the metrics hold nothing until then
-        probe = health.Probe(database_url)
+        probe = health.Probe(database_url, connect_kwargs=dedicated)
         held: Callable[[], Figures] = Figures
         metrics = Metrics(lambda: held(), token=settings.metrics_token)
         app.state.metrics, app.state.probe = metrics, probe
@@ -83,7 +100,7 @@ def create_app(
                 ]
                 await b.step(
                     " and ".join(steps),
-                    lambda: boot.prepare(database_url, migrate=migrate, seed=seed),
+                    lambda: boot.prepare(session_database_url, migrate=migrate, seed=seed),
                 )
             db = await b.step(
                 "opening the pools",
@@ -93,7 +110,9 @@ def create_app(
             b.cleanup.push_async_callback(db.close)
             jobs = Jobs()
             b.cleanup.push_async_callback(jobs.stop)
-            cache = ResponseCache(default_max_entries=settings.cache_max_entries)
+            cache = ResponseCache(
+                default_max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes
+            )
             key_store = keys.KeyStore()
             spawned = Spawner()
 
@@ -118,7 +137,7 @@ def create_app(
                 reload_keys()
 
             listener = Listener(
-                database_url,
+                listen_database_url,
                 {
                     CATALOG_CHANNEL: catalogs.request_reload,
                     keys.CHANNEL: reload_keys,
@@ -137,7 +156,9 @@ def create_app(
             )
             held = process_figures(db, cache, catalogs, errorlog, listener)
             instance = figures.instance_id()
-            slow_queries = figures.SlowQueries(database_url, settings.slow_query_ms)
+            slow_queries = figures.SlowQueries(
+                database_url, settings.slow_query_ms, connect_kwargs=dedicated
+            )
             measured = figures.Figures(
                 instance, endpoints=catalogs.endpoint_routes, slow=slow_queries
             )
@@ -216,14 +237,12 @@ def create_app(
     no_catalog = empty_catalog()
     # the admin API's built-in routes win over the catalogue's rows at their (method, path)
     own_routes = [*builtin.routes, *metrics_routes, *health.routes, *admin_api.routes]
-    app = Starlette(
-        routes=[*own_routes, Mount("/", app=Dispatcher(lambda: app.state.services))],
+    dispatcher = Dispatcher(lambda: app.state.services)
+    cors = CorsPolicy.parse(settings.cors_origins, settings.cors_max_age_s)
+    app = EngineApp(
+        routes=[*own_routes, Mount("/", app=dispatcher)],
         middleware=[
-            Middleware(
-                Cors,
-                policy=CorsPolicy.parse(settings.cors_origins, settings.cors_max_age_s),
-                methods_for=methods_for,
-            ),
+            Middleware(Cors, policy=cors, methods_for=methods_for),
             # until the boot is done, 503 but where the answer needs no database
             Middleware(
                 boot.UntilBooted, open_routes=[*health.routes, *metrics_routes, *docs.routes]
@@ -231,4 +250,6 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    # catalogue requests skip the Starlette layers above (engine/front.py)
+    app.lane = dispatcher if cors is None else Cors(dispatcher, cors, methods_for)
     return app

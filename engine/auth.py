@@ -21,8 +21,10 @@ in the query or body. Nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from engine.keys import KeyRefused, KeyStore
 log = logging.getLogger("engine.auth")
 
 LEEWAY_S = 30
+VERIFIED_TOKENS = 10_000  # verified bearer tokens remembered per process (by SHA-256)
 MAX_REASON_CHARS = 200
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
@@ -132,6 +135,9 @@ class Authenticator:
             jwt_config = JwtConfig.build(secret=jwt_config, public_key=None)
         self._jwt = jwt_config
         self._keys = keys
+        # SHA-256 of a verified token -> (its principal, the instant it stops being valid):
+        # a signature is checked once per token, not once per request; expiry still holds
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
 
     @staticmethod
     def log_refusal(request_id: str, method: str, path: str, reason: str) -> None:
@@ -189,6 +195,20 @@ class Authenticator:
         )
 
     def _from_jwt(self, token: str) -> Principal:
+        digest = hashlib.sha256(token.encode(errors="surrogatepass")).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[digest]  # expired since: verified again, and refused
+        principal = self._verify_jwt(token)
+        verified = self._verified
+        if len(verified) >= VERIFIED_TOKENS:
+            del verified[next(iter(verified))]  # the oldest first
+        verified[digest] = (principal, float(principal.claims["exp"]) + LEEWAY_S)
+        return principal
+
+    def _verify_jwt(self, token: str) -> Principal:
         cfg = self._jwt
         if cfg.key is None:
             raise ApiError(

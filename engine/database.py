@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Container, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -25,7 +26,7 @@ import orjson
 from asyncpg.exceptions._base import DataError as ArgumentError
 from asyncpg.exceptions._base import InternalClientError
 
-from engine import pgcodecs, roles
+from engine import deadlines, pgbouncer, pgcodecs, roles
 from engine.errors import ApiError
 from engine.observe import record_statement
 from engine.recovery import (
@@ -36,6 +37,7 @@ from engine.recovery import (
     outcome_of,
     retriable,
 )
+from engine.replicas import Replicas, load_configs
 from engine.settings import Settings
 
 log = logging.getLogger("engine.database")
@@ -66,18 +68,39 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release without the RESET ALL / UNLISTEN round trip (asyncpg still rolls back)."""
 
 
-async def create_pool(url: str, settings: Settings, *, read_only: bool, name: str) -> asyncpg.Pool:
+def pool_kwargs(settings: Settings, *, read_only: bool, name: str) -> dict[str, Any]:
+    """How a pool's connections are set up: a direct session, or a connection through
+    PgBouncer in transaction mode (engine/pgbouncer.py), which keeps no session state."""
+    if pgbouncer.transaction_pooled(settings):
+        # no named statement, no startup setting but application_name (the read-only
+        # guarantee is a transaction per read: run_statement), no reset: it would run on
+        # whichever server connection serves it
+        return {
+            "statement_cache_size": 0,
+            "server_settings": {"application_name": name},
+            "reset": _keep_session,
+            "connection_class": (
+                pgbouncer.ReadOnlyPerTransaction if read_only else pgbouncer.EngineConnection
+            ),
+        }
     # Read sessions only ever run checked, read-only templates, which keep no session
     # state, so they skip asyncpg's reset query: one round trip less per GET. Write
     # sessions keep the full reset, as a write template may change session state.
+    return {
+        "statement_cache_size": STATEMENT_CACHE_SIZE,
+        "server_settings": _server_settings(settings, read_only=read_only, name=name),
+        "reset": _keep_session if read_only else None,
+        "connection_class": pgbouncer.EngineConnection,
+    }
+
+
+async def create_pool(url: str, settings: Settings, *, read_only: bool, name: str) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        statement_cache_size=STATEMENT_CACHE_SIZE,
-        server_settings=_server_settings(settings, read_only=read_only, name=name),
         init=init_connection,
-        reset=_keep_session if read_only else None,
+        **pool_kwargs(settings, read_only=read_only, name=name),
     )
 
 
@@ -120,16 +143,23 @@ class Database:
     read_guarantee: roles.ReadGuarantee | None = None  # what keeps a read from writing
     # retries and a circuit breaker per pool, as error_recovery_strategies says (engine/recovery)
     recovery: Recovery = field(default_factory=Recovery)
+    # the replicas of database_failover_config and the choice of pool per read (engine/replicas)
+    replicas: Replicas = field(init=False, repr=False)  # none until open_replicas
 
     def __post_init__(self) -> None:
         self.recovery.name_pool(self.write, "engine-write")
         self.recovery.name_pool(self.read, "engine-read")
         self.recovery.read_rows_from(self.write)
+        self.replicas = Replicas(self.read, self.recovery)
 
     @classmethod
-    async def open(cls, url: str, settings: Settings) -> Database:
+    async def open(
+        cls, url: str, settings: Settings, environ: Mapping[str, str] | None = None
+    ) -> Database:
         """Both pools; reads as a role that cannot write when one is at hand (engine/roles.py),
-        and the guarantee in force logged in one line."""
+        and the guarantee in force logged in one line; the replicas ``database_failover_config``
+        names (their URLs in ``environ``, the process's environment by default), checked in
+        the background from now on."""
         write = await create_pool(url, settings, read_only=False, name="engine-write")
         read = None
         try:
@@ -144,11 +174,13 @@ class Database:
             await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
             raise
         guarantee.log()
-        return cls(
-            url=url, read=read, write=write, server_version=version, read_guarantee=guarantee
-        )
+        db = cls(url=url, read=read, write=write, server_version=version, read_guarantee=guarantee)
+        db.replicas = await open_replicas(db, settings, environ)
+        db.replicas.start()
+        return db
 
     async def close(self) -> None:
+        await self.replicas.stop()
         await self.recovery.close()
         await asyncio.gather(self.read.close(), self.write.close(), return_exceptions=True)
 
@@ -157,10 +189,40 @@ class Database:
         pools = [("write", self.write)]
         if self.read is not self.write:
             pools.append(("read", self.read))
+        pools.extend(self.replicas.pools())
         return [PoolFigures.of(name, pool) for name, pool in pools]
 
     def pool(self, read: bool) -> asyncpg.Pool:
         return self.read if read else self.write
+
+
+async def open_replicas(
+    db: Database, settings: Settings, environ: Mapping[str, str] | None = None
+) -> Replicas:
+    """The replicas ``database_failover_config`` names, read on the primary; their pools are
+    made like the primary's read pool (read-only sessions) once a replica passes a check.
+    A table that cannot be read (an old schema) means no replicas, never a failed start."""
+    try:
+        async with db.write.acquire() as conn:
+            configs, problems = await load_configs(conn, os.environ if environ is None else environ)
+    except asyncpg.PostgresError as exc:
+        log.warning("database_failover_config not read (%s): reads use the primary", exc.sqlstate)
+        configs, problems = [], []
+
+    async def open_pool(replica_url: str, name: str) -> asyncpg.Pool:
+        pool = await create_pool(replica_url, settings, read_only=True, name=name)
+        db.recovery.name_pool(pool, name)
+        return pool
+
+    return Replicas(
+        db.read,
+        db.recovery,
+        configs=configs,
+        positions=db.write,
+        open_pool=open_pool,
+        max_lag_s=settings.max_replica_lag_s,
+        problems=problems,
+    )
 
 
 async def run_statement(
@@ -177,18 +239,22 @@ async def run_statement(
     acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     recovery: Recovery | None = None,
     idempotent: bool = False,
+    limit: int | None = None,
 ) -> tuple[list[asyncpg.Record], int | None]:
     """Run one statement; (rows, affected count) or an ApiError. The only place we execute.
 
     With ``recovery``: the pool's circuit breaker is asked first, and an ``idempotent``
-    statement (a read, never a write) is retried after a connection failure."""
+    statement (a read, never a write) is retried after a connection failure. ``limit``:
+    fetch at most that many rows (:func:`fetch_rows`)."""
 
     async def attempt() -> tuple[list[asyncpg.Record], int | None]:
         conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
         started = time.perf_counter()
         try:
+            if pgbouncer.read_only_per_transaction(conn):  # ENGINE_PGBOUNCER=transaction only
+                return await read_in_transaction(conn, sql, args, timeout_s, rows, limit)
             if rows:
-                return await conn.fetch(sql, *args, timeout=timeout_s), None
+                return await fetch_rows(conn, sql, args, limit, timeout_s), None
             status = await conn.execute(sql, *args, timeout=timeout_s)
             return [], affected_rows(status)
         except (*_DRIVER_ERRORS, InternalClientError) as exc:
@@ -198,6 +264,57 @@ async def run_statement(
             await release(pool, conn)
 
     return await recovering(pool, recovery, idempotent, attempt)
+
+
+async def read_in_transaction(
+    conn: asyncpg.Connection,
+    sql: str,
+    args: Sequence[Any],
+    timeout_s: float | None,
+    rows: bool,
+    limit: int | None = None,
+) -> tuple[list[asyncpg.Record], int | None]:
+    """One read as a read-only transaction of its own with its timeout ``SET LOCAL``: what a
+    read-only session gives a direct connection, per transaction for a connection through
+    PgBouncer in transaction mode (engine/pgbouncer.py). The driver's timeout still cancels
+    the statement; the server's is the same limit, kept by whichever server connection runs
+    it. ``BEGIN`` and the setting go in one round trip."""
+    begin = "BEGIN READ ONLY"
+    if timeout_s is not None:
+        begin += f"; SET LOCAL statement_timeout = {max(1, round(timeout_s * 1000))}"
+    await conn.execute(begin, timeout=timeout_s)
+    try:
+        if rows:
+            records, affected = await fetch_rows(conn, sql, args, limit, timeout_s), None
+        else:
+            records, affected = [], affected_rows(await conn.execute(sql, *args, timeout=timeout_s))
+    except BaseException:
+        if not conn.is_closed():  # a broken connection is dropped on release
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    await conn.execute("COMMIT", timeout=timeout_s)
+    return records, affected
+
+
+async def fetch_rows(
+    conn: asyncpg.Connection,
+    sql: str,
+    args: Sequence[Any],
+    limit: int | None,
+    timeout_s: float | None,
+) -> list[asyncpg.Record]:
+    """The rows of ``sql``; at most ``limit`` of them when given (ENGINE_MAX_ROWS + 1 for a
+    list without pagination: engine/shaping.py).
+
+    The limit is the protocol's own (Execute's row count, which the driver's ``fetchrow``
+    uses for one row): the server stops producing rows there, in the same single round
+    trip as ``fetch``, on the same cached statement, with no transaction and no rewritten
+    SQL. In a write's transaction the statement still runs to its end (RETURNING rows are
+    all produced before the first is sent)."""
+    if limit is None:
+        return await conn.fetch(sql, *args, timeout=timeout_s)
+    return await conn._execute(sql, args, limit, timeout_s)
 
 
 async def acquire(
@@ -216,7 +333,28 @@ async def acquire(
     queue = getattr(pool, "_queue", None)  # asyncpg keeps free holders in an asyncio queue
     waits = queue is None or queue.empty() or bool(getattr(queue, "_getters", None))
     try:
-        return await pool.acquire(timeout=timeout_s)
+        if not waits and _connected(pool, queue):
+            # a free, connected holder: nothing to wait for, so no deadline at all, and
+            # asyncpg's Pool._acquire without its queue wait (its own steps otherwise)
+            holder = queue.get_nowait()
+            try:
+                proxy = await holder.acquire()
+            except BaseException:
+                queue.put_nowait(holder)
+                pool._schedule_min_size_maintenance()
+                raise
+            holder._timeout = None
+            return proxy
+        # asyncpg's own timeout sets a timer per acquisition: one sweep per loop instead
+        deadline = deadlines.start(timeout_s)
+        try:
+            return await pool._acquire(None)
+        except asyncio.CancelledError:
+            if deadline.expired():
+                raise TimeoutError from None
+            raise
+        finally:
+            deadline.finish()
     except TimeoutError as exc:
         if waits:
             raise translate(exc, operation, known_codes, acquiring=True) from exc
@@ -227,8 +365,45 @@ async def acquire(
         raise translate(exc, operation, known_codes, acquiring=True) from exc
 
 
+def _connected(pool: asyncpg.Pool, queue: Any) -> bool:
+    """Whether the holder the next acquisition takes (asyncpg's queue is LIFO) has a live
+    connection of the pool's generation, so acquiring it cannot wait on a connect."""
+    try:
+        holder = queue._queue[-1]
+        conn = holder._con
+        return (
+            conn is not None
+            and not conn.is_closed()
+            and holder._generation == pool._generation
+            and not pool._closing
+        )
+    except (AttributeError, IndexError):  # another asyncpg: take the timed path
+        return False
+
+
 class ConnectTimeout(OSError):
     """A free connection of the pool could not connect in time: the database does not answer."""
+
+
+async def connect_session(url: str, timeout_s: float, operation: str) -> asyncpg.Connection:
+    """A connection of its own to ``url``, with the pools' codecs, for work that holds session
+    state (an advisory lock) while the pools go through PgBouncer in transaction mode
+    (engine/pgbouncer.py). It fails as :func:`acquire` does: 503 DATABASE_CONNECTION_ERROR."""
+    try:
+        conn = await asyncpg.connect(url, timeout=timeout_s)
+    except TimeoutError as exc:
+        hung = ConnectTimeout(f"no connection was made within {timeout_s} s")
+        raise translate(hung, operation, acquiring=True) from exc
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, InternalClientError) as exc:
+        raise translate(exc, operation, acquiring=True) from exc
+    try:
+        await init_connection(conn)
+    except BaseException as exc:
+        conn.terminate()
+        if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
+            raise translate(exc, operation, acquiring=True) from exc
+        raise
+    return conn
 
 
 async def recovering(
@@ -341,6 +516,7 @@ async def run_write(
     params: Sequence[tuple[str, str]] = (),
     acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     recovery: Recovery | None = None,
+    limit: int | None = None,
 ) -> T:
     """Run a write in its own transaction; answer only what committed.
 
@@ -365,7 +541,7 @@ async def run_write(
                         await tx.rollback()
                         return replay
                 if rows:
-                    records, affected = await conn.fetch(sql, *args, timeout=timeout_s), None
+                    records, affected = await fetch_rows(conn, sql, args, limit, timeout_s), None
                 else:
                     records, affected = (
                         [],
@@ -500,7 +676,15 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
     must never replace that answer.
     """
     try:
-        await pool.release(conn)
+        holder = getattr(conn, "_holder", None)
+        inner = getattr(conn, "_con", None)
+        if holder is not None and inner is not None and holder._pool is pool:
+            # Pool.release without its asyncio.shield (a task per release): cancelled
+            # here, asyncpg terminates the connection and its holder returns to the pool
+            inner._on_release()
+            await holder.release(holder._timeout)
+        else:
+            await pool.release(conn)
     except Exception as exc:
         log.info("dropped a broken connection on release: %r", exc)
         _drop(conn)

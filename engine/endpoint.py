@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from engine import bulk
 from engine.auth import Authenticator, Principal, authorize
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
@@ -48,6 +50,7 @@ from engine.pagination import (
 )
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.recovery import EndpointGates, with_retry_after
+from engine.replicas import ReadTarget
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
 from engine.shaping import Rendered, Shaped, default_page_body, encode
@@ -77,6 +80,36 @@ class Services:
     observers: tuple[Observer, ...] = ()  # told of every answered request (metrics, access log)
     cursor_key: bytes | None = None  # keyset cursors' HMAC key (engine/pagination.py), once read
     gates: EndpointGates = field(default_factory=EndpointGates)  # each row's max_concurrent
+
+
+class Reply:
+    """An answer written straight to ``send``: Starlette's ``Response`` without its layers
+    (the same headers: content-length unless given or bodiless, content-type)."""
+
+    __slots__ = ("body", "headers", "media_type", "status_code")
+
+    def __init__(
+        self,
+        body: bytes = b"",
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.body = body
+        self.status_code = status_code
+        self.headers = headers or {}
+        self.media_type = media_type
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = self.status_code
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        given = {name for name, _ in raw}
+        if b"content-length" not in given and not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", str(len(self.body)).encode()))
+        if self.media_type is not None and b"content-type" not in given:
+            raw.append((b"content-type", self.media_type.encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 @dataclass
@@ -149,7 +182,7 @@ def _watched(exchange: Exchange, receive: Receive, send: Send) -> tuple[Receive,
     return watched_receive, watched_send
 
 
-async def handle(services: Services, request: Request, exchange: Exchange) -> Response:
+async def handle(services: Services, request: Request, exchange: Exchange) -> Reply | Response:
     started = exchange.started
     request_id = exchange.request_id
     catalog = services.catalogs.current  # this request finishes on this generation
@@ -197,6 +230,9 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
         )
         if spec.rate_limit_per_minute:
             await _limit(services, request, ep, principal, state)
+        if ep.bulk is not None:  # an NDJSON/CSV import: streamed, its own transaction
+            where = (request, match.path_params, principal, state["headers"])
+            return await bulk.handle(services, catalog.errors, ep, *where)
         body = None
         if ep.needs_body:
             schema = ep.body_schema  # fields bound by name, or an object schema: only an object
@@ -254,7 +290,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
     except ClientDisconnect:  # the caller left while sending its body: nobody to answer
         exchange.abandoned = True
         log.info("client left during %s %s", method, path)
-        return Response(status_code=400, headers=state["headers"])
+        return Reply(status_code=400, headers=state["headers"])
     except Exception as exc:  # a bug of ours: still a coded answer, never a bare 500
         log.exception("unexpected error on %s %s", method, path)
         error = ApiError("INTERNAL_ERROR", internal="".join(traceback.format_exception(exc)))
@@ -301,7 +337,7 @@ async def _cached(
     request: Request,
     principal: Principal | None,
     headers: dict[str, str],
-) -> Response:
+) -> Reply:
     spec = ep.spec
     positions = ep.cache.key_positions
     keyed = args if positions is None else [args[i] for i in positions]
@@ -340,11 +376,11 @@ async def _cached(
     headers["Cache-Control"] = f"{scope}, max-age={ep.cache.ttl_seconds}"
     headers.update(answer.headers)
     if etag_matches(request.headers.get("if-none-match"), answer.etag):
-        return Response(status_code=304, headers=headers)
+        return Reply(status_code=304, headers=headers)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(answer.body))
-        return Response(status_code=answer.status, headers=headers, media_type=answer.media_type)
-    return Response(
+        return Reply(status_code=answer.status, headers=headers, media_type=answer.media_type)
+    return Reply(
         answer.body, status_code=answer.status, headers=headers, media_type=answer.media_type
     )
 
@@ -459,10 +495,11 @@ async def _execute(
     args: list[Any],
     page: PageRequest | None,
 ) -> Shaped:
-    """A read, on the read pool (a page and, when asked, its count); retried after a
-    connection failure, at most ``max_concurrent`` at once (engine/recovery.py)."""
+    """A read (a page and, when asked, its count) on a replica or the primary's read pool
+    (engine/replicas.py); retried after a connection failure, at most ``max_concurrent`` at
+    once (engine/recovery.py)."""
     with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
-        return await _read(services, catalog, ep, args, page)
+        return await services.db.replicas.read(partial(_read, services, catalog, ep, args, page))
 
 
 async def _read(
@@ -471,9 +508,10 @@ async def _read(
     ep: CompiledEndpoint,
     args: list[Any],
     page: PageRequest | None,
+    to: ReadTarget,
 ) -> Shaped:
     spec = ep.spec
-    pool = services.db.read
+    pool = to.pool
     common = {
         "timeout_s": ep.timeout_s,
         "operation": spec.operation,
@@ -481,7 +519,7 @@ async def _read(
         "client_values": ep.client_values,
         "params": ep.param_names,
         "acquire_timeout_s": services.settings.pool_timeout_s,
-        "recovery": services.db.recovery,
+        "recovery": to.recovery,
     }
     if page is not None and ep.page_sql is not None:
         sql = ep.page_sql if page.after is None or ep.after_sql is None else ep.after_sql
@@ -494,8 +532,10 @@ async def _read(
     if spec.result.shape == "none":
         _, affected = await run_statement(pool, ep.sql, args, rows=False, idempotent=True, **common)
         return ep.shaper.shape((), affected=affected)
-    rows, _ = await run_statement(pool, ep.sql, args, idempotent=True, **common)
-    return ep.shaper.shape(rows)
+    bound = services.settings.max_rows  # an unpaginated list: RESULT_TOO_LARGE past it
+    limit = ep.shaper.fetch_limit(bound)
+    rows, _ = await run_statement(pool, ep.sql, args, idempotent=True, limit=limit, **common)
+    return await ep.shaper.shape_read(rows, max_rows=bound)
 
 
 async def _write(
@@ -516,7 +556,8 @@ async def _write(
             return _render(ep, ep.shaper.page(rows, page), request_id)
         if ep.spec.result.shape == "none":
             return _render(ep, ep.shaper.shape((), affected=affected), request_id)
-        return _render(ep, ep.shaper.shape(rows), request_id)
+        # past ENGINE_MAX_ROWS: RESULT_TOO_LARGE, rolled back (a write answers 2xx iff committed)
+        return _render(ep, ep.shaper.shape(rows, max_rows=services.settings.max_rows), request_id)
 
     with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
         return await run_write(
@@ -533,6 +574,7 @@ async def _write(
             params=ep.param_names,
             acquire_timeout_s=services.settings.pool_timeout_s,
             recovery=services.db.recovery,
+            limit=None if paged else ep.shaper.fetch_limit(services.settings.max_rows, read=False),
         )
 
 
@@ -593,16 +635,14 @@ def _render(ep: CompiledEndpoint, shaped: Shaped, request_id: str) -> Rendered:
     return Rendered(encode(body), shaped.status, headers, False)
 
 
-def _answer(rendered: Rendered, request: Request, headers: dict[str, str]) -> Response:
+def _answer(rendered: Rendered, request: Request, headers: dict[str, str]) -> Reply:
     headers.update(rendered.headers)
     if rendered.empty:
-        return Response(status_code=rendered.status_code, headers=headers)
+        return Reply(status_code=rendered.status_code, headers=headers)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(rendered.body))
-        return Response(status_code=rendered.status_code, headers=headers, media_type=JSON)
-    return Response(
-        rendered.body, status_code=rendered.status_code, headers=headers, media_type=JSON
-    )
+        return Reply(status_code=rendered.status_code, headers=headers, media_type=JSON)
+    return Reply(rendered.body, status_code=rendered.status_code, headers=headers, media_type=JSON)
 
 
 def _failure(
@@ -615,7 +655,7 @@ def _failure(
     started: float,
     principal: Principal | None,
     state: dict[str, Any],
-) -> Response:
+) -> Reply:
     entry = catalog.errors.get(error.code)
     if entry.status >= 500 and error.internal:
         log.error("%s %s -> %s: %s", request.method, request.url.path, entry.code, error.internal)
@@ -663,7 +703,7 @@ def _failure(
         )
     )
     if request.method == "HEAD":
-        return Response(status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
-    return Response(
+        return Reply(status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+    return Reply(
         encode(body), status_code=entry.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
     )

@@ -354,10 +354,100 @@ class _Guarded:
             await problem_response(app, scope, code, detail)(scope, receive, send)
 
 
+class _Held:
+    """The transport of a cycle while it writes a response head: the head is kept, not
+    written, so that it goes out in one write with the body (one syscall less)."""
+
+    __slots__ = ("data", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.data: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        self.data = data if self.data is None else self.data + data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class _Prefixed:
+    """The transport of a cycle while it writes the body after a kept head: the first
+    write carries the head in front."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head: bytes | None = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, None
+        self.transport.write(data if head is None else head + data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def _coalescing(cycle_class: type) -> type:
+    """uvicorn's httptools request cycle, writing a response whose length is known (a
+    Content-Length, not chunks) in one write: head and body together. Measured under wrk:
+    the kernel's loopback write was 30 % of a primary-key read's samples, in two writes."""
+
+    class CoalescingCycle(cycle_class):  # type: ignore[misc, valid-type]
+        _held: bytes | None = None
+
+        async def send(self, message: Message) -> None:
+            held = self._held
+            if held is None:
+                if self.response_started or message["type"] != "http.response.start":
+                    await super().send(message)
+                    return
+                shim = _Held(self.transport)
+                self.transport = shim
+                try:
+                    await super().send(message)
+                finally:
+                    self.transport = shim.transport
+                head = shim.data
+                if head is not None:
+                    if self.chunked_encoding is False and self.expected_content_length > 0:
+                        self._held = head  # goes with the body
+                    else:  # chunks (a stream: its head at once), HEAD, no body
+                        self.transport.write(head)
+                return
+            self._held = None
+            prefixed = _Prefixed(self.transport, held)
+            self.transport = prefixed
+            try:
+                await super().send(message)
+            finally:
+                self.transport = prefixed.transport
+                if prefixed.head is not None and not self.disconnected:
+                    self.transport.write(prefixed.head)  # the body wrote nothing
+
+    return CoalescingCycle
+
+
 if HttpToolsProtocol is not None:
+    from uvicorn.protocols.http import httptools_impl
+
+    _CoalescingCycle = _coalescing(httptools_impl.RequestResponseCycle)
+    # the attributes the cycle's send is written against (uvicorn 0.29 to 0.38+)
+    _CYCLE_KNOWN = all(
+        name in httptools_impl.RequestResponseCycle.send.__code__.co_names
+        for name in ("transport", "response_started", "chunked_encoding", "expected_content_length")
+    )
 
     class EngineHttpToolsProtocol(_Guarded, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the engine's limits."""
+        """uvicorn's httptools protocol with the engine's limits, writing each answer of a
+        known length in one write."""
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            cycle = self.cycle
+            if _CYCLE_KNOWN and type(cycle) is httptools_impl.RequestResponseCycle:
+                cycle.__class__ = _CoalescingCycle  # before its task first runs
 
 
 class EngineH11Protocol(_Guarded, H11Protocol):

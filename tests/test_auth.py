@@ -881,3 +881,54 @@ def test_the_reason_for_a_refusal_is_logged_but_never_the_credential(
     # which key was refused is named, so an admin can act on it
     assert "'gone'" in rows["refused-revoked-key"]["error_stack_trace"]
     assert "'old'" in rows["refused-expired-key"]["error_stack_trace"]
+
+
+# -- the cache of verified tokens (pure: no server) --------------------------------------
+
+SECRET32 = "a-test-secret-of-at-least-32-bytes!"
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import auth
+
+    authenticator = auth.Authenticator(SECRET32)
+    now = time.time()
+    token = jwt.encode({"sub": "ann", "exp": int(now) + 60}, SECRET32, algorithm="HS256")
+    first = authenticator._from_jwt(token)
+    assert authenticator._from_jwt(token) is first  # the same principal: not verified again
+    # past exp and its leeway, the remembered token is verified again, and refused
+    monkeypatch.setattr(auth.time, "time", lambda: now + 60 + auth.LEEWAY_S + 1)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _Later(now + 60 + auth.LEEWAY_S + 1))
+    with pytest.raises(auth.ApiError) as refused:
+        authenticator._from_jwt(token)
+    assert refused.value.code == "INVALID_TOKEN"
+    assert refused.value.detail == "The token has expired"
+
+
+def test_the_verified_tokens_are_bounded_and_a_tampered_one_is_not_among_them() -> None:
+    from engine import auth
+
+    authenticator = auth.Authenticator(SECRET32)
+    exp = int(time.time()) + 600
+    for n in range(auth.VERIFIED_TOKENS + 5):
+        token = jwt.encode({"sub": f"u{n}", "exp": exp}, SECRET32, algorithm="HS256")
+        authenticator._from_jwt(token)
+    assert len(authenticator._verified) == auth.VERIFIED_TOKENS
+    good = jwt.encode({"sub": "bob", "exp": exp}, SECRET32, algorithm="HS256")
+    authenticator._from_jwt(good)
+    head, payload, signature = good.split(".")
+    with pytest.raises(auth.ApiError):
+        authenticator._from_jwt(f"{head}.{payload}.{signature[:-2]}AA")
+
+
+class _Later:
+    """``datetime`` as PyJWT reads it (``datetime.now(tz=...)``), at a fixed later instant."""
+
+    def __init__(self, at: float) -> None:
+        self._at = at
+
+    def now(self, tz: dt.tzinfo | None = None) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._at, tz=tz)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(dt.datetime, name)
