@@ -1,193 +1,316 @@
-"""Benchmarks: the engine against a hand-written Starlette app, in the same session.
+"""``make bench``: the engine against bare Starlette, hand-written apps, FastAPI and pgbench, in one run.
 
-Both serve the same two endpoints (one row by primary key; a list of 50 rows)
-from the same PostgreSQL, each in its own single-worker uvicorn process, driven
-by the same small closed-loop HTTP/1.1 load generator. Results are medians of
-several rounds, printed as ratios (engine / baseline); absolute numbers on a
-noisy 2-core machine mean little, ratios in one session mean more.
+    python bench/run.py [--seconds 5] [--rounds 3] [--connections 64] [--only S1,S2]
 
-    python bench/run.py [--seconds 3] [--rounds 3] [--connections 16]
+Loads a fixed data set (100,000 cameras, bench/dataset.py) into a PostgreSQL of
+its own (or DATABASE_URL), starts every server in a process of its own (the
+engine as a user runs it, with its default settings; the baselines in
+bench/baselines/ under uvicorn), checks each answers each scenario as
+expected, warms each up, then measures every scenario on every server with
+``wrk -t1 -c64`` (and S1's SQL with ``pgbench -M prepared``), round after round
+with the server order rotated each round, so drift hits all alike. Only the
+server measured is loaded; the others sit idle. The medians, the ratios and the
+targets go to the terminal and to bench/results/bench.{md,json}. Then S1 with
+``--workers 2`` (when the engine has it) and S1 over 1,000 connections at a
+fixed rate (h2load). Exit 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import math
 import os
-import statistics
+import platform
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import migrations, pgserver  # noqa: E402
+from bench import dataset, openloop, pgbench, report, servers, tools, wrk  # noqa: E402
+from bench.sample import Sample  # noqa: E402
+from bench.scenarios import ENGINE, ENGINE_W2, LABELS, PGBENCH, Scenario, select  # noqa: E402
+from engine import pgserver  # noqa: E402
 
-SETUP = """
-DROP TABLE IF EXISTS bench_items;
-CREATE TABLE bench_items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2) NOT NULL,
-                          created_at timestamptz NOT NULL DEFAULT now());
-INSERT INTO bench_items (id, name, price)
-SELECT g, 'item ' || g, (g % 1000) / 10.0 FROM generate_series(1, 10000) g;
-ANALYZE bench_items;
-DELETE FROM api_endpoint_mappings WHERE endpoint_path LIKE '/bench/%';
-INSERT INTO api_endpoint_mappings (endpoint_path, http_method, service_name, database_operation,
-    query_template, query_parameters, result_mapping, requires_auth, cache_enabled,
-    rate_limit_per_minute)
-VALUES
-('/bench/items/{id}', 'GET', 'bench', 'SELECT',
- 'SELECT id, name, price, created_at FROM bench_items WHERE id = $1',
- '[{"name": "id", "in": "path", "type": "integer"}]', '{"shape": "object"}', false, false, NULL),
-('/bench/items', 'GET', 'bench', 'SELECT',
- 'SELECT id, name, price, created_at FROM bench_items ORDER BY id LIMIT $1',
- '[{"name": "limit", "in": "query", "type": "integer", "default": 50}]', '{"shape": "list"}', false, false,
- NULL);
-"""
-
-SCENARIOS = {"one row by id": "/bench/items/{n}", "list of 50 rows": "/bench/items?limit=50"}
+RESULTS = ROOT / "bench" / "results"
+APPS = {
+    "typical": "bench.baselines.starlette_typical:app",
+    "tuned": "bench.baselines.starlette_tuned:app",
+    "fastapi": "bench.baselines.fastapi_app:app",
+    "bare": "bench.baselines.bare:app",
+}
+NO_WORKERS = "skipped: --workers not available"
 
 
-async def _prepare(url: str) -> None:
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="each measurement (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, at least 3 (default 3)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (default 2)")
+    parser.add_argument("--only", help="a subset of scenarios: S1,S2 (S6 is S6-400 and S6-404)")
+    parser.add_argument("--pgbench-clients", type=int, default=10, help="pgbench -c (10)")
+    parser.add_argument("--open-connections", type=int, default=1000, help="h2load -c (1000)")
+    parser.add_argument(
+        "--open-rate", type=float, help="req/s over those (default: half of S1's median)"
+    )
+    parser.add_argument("--open-seconds", type=float, default=10.0, help="(default 10)")
+    args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3 (the result is a median)")
+    return args
+
+
+def _raise_file_limit() -> None:
+    # 1,000 client connections need as many descriptors in h2load and in the engine
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _headers(scenario: Scenario, credentials: dataset.Credentials) -> dict[str, str]:
+    if scenario.credential == "key":
+        return {"X-API-Key": credentials.api_key}
+    if scenario.credential == "token":
+        return {"Authorization": f"Bearer {credentials.token}"}
+    return {}
+
+
+def _ask(url: str, line: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    method, path, *body = line.split(" ", 2)
+    data = body[0].encode() if body else None
+    sent = {**headers, **({"Content-Type": "application/json"} if data else {})}
+    request = urllib.request.Request(url + path, data=data, method=method, headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as answer:
+        return answer.code, answer.read()
+
+
+def _check_answers(
+    plan: list[tuple[Scenario, list[str]]],
+    running: dict[str, servers.Server],
+    lines: dict[str, list[str]],
+    credentials: dataset.Credentials,
+) -> None:
+    """Every server answers the first request of each scenario with the expected status."""
+    for scenario, targets in plan:
+        for target in targets:
+            if target == PGBENCH:
+                continue
+            server = running[target]
+            status, body = _ask(
+                server.url, lines[scenario.name][0], _headers(scenario, credentials)
+            )
+            if status != scenario.expect:
+                raise RuntimeError(
+                    f"{scenario.name} on {target}: {lines[scenario.name][0]} answered {status}, "
+                    f"not {scenario.expect}: {body[:300]!r}\n{server.tail()}"
+                )
+
+
+async def _postgres_version(url: str) -> str:
     conn = await asyncpg.connect(url)
     try:
-        await migrations.migrate(conn)
-        await conn.execute(SETUP)
+        return (await conn.fetchval("SHOW server_version")).split()[0]
     finally:
         await conn.close()
 
 
-async def _one_connection(
-    port: int, paths: list[str], deadline: float, latencies: list[float]
-) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    done = 0
-    try:
-        while time.perf_counter() < deadline:
-            path = paths[done % len(paths)]
-            started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            status = int(head.split(b" ", 2)[1])
-            await reader.readexactly(length)
-            if status != 200:
-                raise RuntimeError(f"{path} answered {status}")
-            latencies.append(time.perf_counter() - started)
-            done += 1
-    finally:
-        writer.close()
-    return done
+def _facts(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    def git(*command: str) -> str:
+        done = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown cpu",
+    )
+    dirty = "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + dirty,
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgres": "PostgreSQL " + asyncio.run(_postgres_version(url)),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "pgbench_clients": args.pgbench_clients,
+    }
 
 
-async def load(port: int, template: str, seconds: float, connections: int) -> tuple[float, float]:
-    """(requests per second, median latency ms) of a closed-loop run."""
-    paths = [template.format(n=1 + (i * 7919) % 10000) for i in range(1000)]
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    started = time.perf_counter()
-    counts = await asyncio.gather(
-        *(
-            _one_connection(port, paths[i:] + paths[:i], deadline, latencies)
-            for i in range(connections)
+class Bench:
+    """The servers of one run, and how one (scenario, server) is measured."""
+
+    def __init__(self, args: argparse.Namespace, url: str, folder: Path) -> None:
+        self.args, self.url, self.folder = args, url, folder
+        self.wrk = tools.ensure("wrk", "wrk")
+        self.pgbench = pgbench.find()
+        self.running: dict[str, servers.Server] = {}
+        self.files: dict[str, Path] = {}
+        self.lines: dict[str, list[str]] = {}
+        self.credentials = dataset.Credentials("", "")
+
+    def start(self, names: set[str]) -> None:
+        print(f"starting {', '.join(sorted(names - {PGBENCH}))}", flush=True)
+        for name in sorted(names - {PGBENCH}):
+            if name in APPS:
+                server = servers.start_app(name, APPS[name], self.url, self.folder)
+                servers.wait_ready(server, "/", ok_only=False)
+            else:
+                workers = 2 if name == ENGINE_W2 else None
+                server = servers.start_engine(
+                    name, self.url, dataset.SECRET, self.folder, workers=workers
+                )
+                servers.wait_ready(server, "/health/ready", ok_only=True)
+            self.running[name] = server
+
+    def stop(self) -> None:
+        for server in self.running.values():
+            servers.stop(server)
+
+    def measure(self, scenario: Scenario, target: str, seconds: float) -> Sample:
+        if target == PGBENCH:
+            return pgbench.run(
+                self.pgbench, self.url, self.folder,
+                seconds=seconds, clients=self.args.pgbench_clients,
+            )  # fmt: skip
+        return wrk.run(
+            self.wrk,
+            self.running[target].url,
+            self.files[scenario.name],
+            seconds=seconds,
+            connections=self.args.connections,
+            expect=scenario.expect,
+            headers=_headers(scenario, self.credentials),
         )
+
+
+def _plan(chosen: tuple[Scenario, ...], with_workers: bool) -> list[tuple[Scenario, list[str]]]:
+    return [(s, [t for t in s.targets if t != ENGINE_W2 or with_workers]) for s in chosen]
+
+
+def _rounds(bench: Bench, plan: list[tuple[Scenario, list[str]]]) -> report.Results:
+    args = bench.args
+    results: report.Results = {s.name: {t: [] for t in targets} for s, targets in plan}
+    print(f"warming up each server on each scenario ({args.warmup:g} s each)", flush=True)
+    for scenario, targets in plan:
+        for target in targets:
+            bench.measure(scenario, target, args.warmup)
+    for r in range(args.rounds):
+        for scenario, targets in plan:
+            shift = r % len(targets)
+            for target in targets[shift:] + targets[:shift]:  # each round, another order
+                sample = bench.measure(scenario, target, args.seconds)
+                results[scenario.name][target].append(sample)
+                print(
+                    f"round {r + 1}/{args.rounds}  {scenario.name:<7} {LABELS[target]:<20} "
+                    f"{sample.req_s:>9,.0f} req/s  p50 {sample.p50_ms:6.2f}  "
+                    f"p99 {sample.p99_ms:6.2f} ms  errors {sample.errors}",
+                    flush=True,
+                )
+    return results
+
+
+def _open_loop(bench: Bench, s1_rate: float | None) -> tuple[Sample, dict[str, Any]]:
+    args = bench.args
+    h2load = tools.ensure("h2load", "nghttp2-client")
+    rate = args.open_rate or max(100.0, math.floor((s1_rate or 200) / 2 / 100) * 100)
+    sample = openloop.run(
+        h2load,
+        bench.running[ENGINE].url,
+        bench.lines["S1"],
+        bench.folder,
+        rate=rate,
+        connections=args.open_connections,
+        seconds=args.open_seconds,
     )
-    elapsed = time.perf_counter() - started
-    return sum(counts) / elapsed, statistics.median(latencies) * 1000
-
-
-def _serve(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,  # the engine's access log (on by default, as users run it)
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            import socket
-
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{app} did not start")
+    return sample, {
+        "what": f"S1 on the engine, {args.open_connections:,} connections at a fixed rate, "
+        f"{args.open_seconds:g} s",
+        "tool": "h2load --h1 --rps (nghttp2-client)",
+        "rate": rate,
+        **sample.as_dict(),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
-    args = parser.parse_args()
+    try:
+        return _main(_arguments())
+    except (tools.ToolMissing, RuntimeError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
 
+
+def _main(args: argparse.Namespace) -> int:
+    _raise_file_limit()
+    chosen = select(args.only)
+    folder = Path(tempfile.mkdtemp(prefix="engine-bench-"))
     handle = None
     url = os.environ.get("DATABASE_URL")
     if not url:
-        handle = pgserver.start(
-            Path(tempfile.mkdtemp(prefix="engine-bench-")) / "data", delete_on_exit=True
-        )
+        handle = pgserver.start(folder / "data", delete_on_exit=True)
         url = handle.get_uri()
-    asyncio.run(_prepare(url))
-
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ENGINE_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    apps = {
-        "engine": ("bench.engine_app:app", 18001),
-        "baseline": ("bench.baseline_app:app", 18002),
-    }
-    procs = {name: _serve(app, port, env) for name, (app, port) in apps.items()}
+    print(f"work folder (logs of every server): {folder}", flush=True)
     try:
-        print(f"{'scenario':<18}{'server':<10}{'req/s (median)':>16}{'p50 ms':>10}")
-        for scenario, template in SCENARIOS.items():
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in apps}
-            for _, port in apps.values():  # warm up
-                asyncio.run(load(port, template, 0.5, args.connections))
-            for _ in range(args.rounds):
-                for name, (_, port) in apps.items():  # interleaved, so drift hits both
-                    results[name].append(
-                        asyncio.run(load(port, template, args.seconds, args.connections))
-                    )
-            medians = {}
-            for name, runs in results.items():
-                rps = statistics.median(r for r, _ in runs)
-                p50 = statistics.median(p for _, p in runs)
-                medians[name] = (rps, p50)
-                print(f"{scenario:<18}{name:<10}{rps:>16.0f}{p50:>10.2f}")
-            ratio = medians["engine"][0] / medians["baseline"][0]
-            print(f"{scenario:<18}{'ratio':<10}{ratio:>15.2f}x  (engine throughput / hand-written)")
+        bench = Bench(args, url, folder)
+        bench.credentials = asyncio.run(dataset.prepare(url))
+        has_workers = servers.workers_available()
+        plan = _plan(chosen, has_workers)
+        for n, (scenario, _) in enumerate(plan):
+            bench.lines[scenario.name] = scenario.lines(seed=n + 1)
+            bench.files[scenario.name] = wrk.write_requests(
+                folder, scenario.name, bench.lines[scenario.name]
+            )
+        runs = sum(len(t) for _, t in plan)
+        minutes = (runs * (args.rounds * args.seconds + args.warmup)) / 60
+        print(f"{runs} (scenario, server) pairs x {args.rounds} rounds: about {minutes:.0f} min")
+        try:
+            bench.start({t for _, targets in plan for t in targets})
+            _check_answers(plan, bench.running, bench.lines, bench.credentials)
+            results = _rounds(bench, plan)
+            m = report.medians(results)
+            loop_sample, open_loop = None, None
+            if "S1" in bench.lines:
+                s1 = m["S1"].get(ENGINE)
+                loop_sample, open_loop = _open_loop(bench, s1.req_s if s1 else None)
+        finally:
+            bench.stop()
+        facts = _facts(args, url)
+        facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
-        for proc in procs.values():
-            proc.terminate()
-            proc.wait(10)
         if handle is not None:
             handle.cleanup()
-    return 0
+    found = report.checks(m, None if has_workers else NO_WORKERS)
+    found.append(report.open_loop_check(loop_sample, "not measured (S1 not selected)"))
+    text = report.markdown(m, found, open_loop, facts)
+    print("\n" + text)
+    report.write(RESULTS, results, found, open_loop, facts, text)
+    print(f"written: {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return 1 if any(c.passed is False for c in found) else 0
 
 
 if __name__ == "__main__":

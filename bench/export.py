@@ -1,0 +1,269 @@
+"""A 1,000,000-row export, NDJSON and CSV, over HTTP: the engine's memory and rows/s.
+
+    python bench/export.py [--rows 1000000] [--runs 1]
+
+Starts a PostgreSQL of its own (or uses DATABASE_URL), fills a realistic table
+(bigint, int, text, timestamptz, numeric(12,2), a nullable text), publishes it as
+two ``shape: stream`` rows (NDJSON and CSV), and runs ``python -m engine serve``
+at its default settings (as a user runs it). Each export is downloaded by
+``curl -o /dev/null`` (a separate process that reads and discards), while this
+script samples the engine's resident memory (``VmRSS`` of /proc/<pid>/status)
+every 100 ms. It prints and writes to ``bench/results/export.json``, per format:
+the rows and bytes received, wall time, rows/s, and the peak RSS growth of the
+engine over its RSS just before the export. Targets: under 50 MB of growth and
+over 200,000 rows/s; exit 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import migrations, pgserver  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+MAX_GROWTH_MB = 50.0
+MIN_ROWS_PER_S = 200_000
+
+SETUP = """
+DROP TABLE IF EXISTS export_rows;
+CREATE TABLE export_rows (
+    id bigint PRIMARY KEY,
+    tenant_id int NOT NULL,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL,
+    amount numeric(12,2) NOT NULL,
+    note text
+);
+INSERT INTO export_rows
+SELECT g, 1 + g % 50, 'customer ' || g || ' ' || md5(g::text),
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds',
+       (g % 100000) / 100.0 + 0.01,
+       CASE WHEN g % 3 = 0 THEN NULL ELSE 'order #' || (g * 7) % 9973 END
+FROM generate_series(1, $ROWS) g;
+ANALYZE export_rows;
+DELETE FROM api_endpoint_mappings WHERE service_name = 'export_bench';
+INSERT INTO api_endpoint_mappings (endpoint_path, http_method, service_name, database_operation,
+    query_template, query_parameters, result_mapping, requires_auth, cache_enabled)
+VALUES
+('/bench/export/rows.ndjson', 'GET', 'export_bench', 'SELECT',
+ 'SELECT id, tenant_id, name, created_at, amount, note FROM export_rows ORDER BY id',
+ '[]', '{"shape": "stream", "format": "ndjson"}', false, false),
+('/bench/export/rows.csv', 'GET', 'export_bench', 'SELECT',
+ 'SELECT id, tenant_id, name, created_at, amount, note FROM export_rows ORDER BY id',
+ '[]', '{"shape": "stream", "format": "csv"}', false, false);
+"""
+
+
+async def _prepare(url: str, rows: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await migrations.migrate(conn)
+        await conn.execute(SETUP.replace("$ROWS", str(int(rows))))
+    finally:
+        await conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_kb(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) if match else 0
+
+
+class Sampler:
+    """The engine's RSS every ``every_s`` seconds, on a thread, until stopped."""
+
+    def __init__(self, pid: int, every_s: float = 0.1) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(_rss_kb(self.pid))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(_rss_kb(self.pid))
+
+
+def _download(url: str) -> tuple[int, float, int]:
+    """(bytes, seconds, HTTP status) of one download by curl, discarding the body."""
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "600",
+            "-w",
+            "%{size_download} %{time_total} %{http_code}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"curl failed ({out.returncode}): {out.stderr.strip()}")
+    size, seconds, status = out.stdout.split()
+    return int(size), float(seconds), int(status)
+
+
+def _count_rows(url: str, fmt: str) -> int:
+    """Rows of one export, counted by a streaming reader (after the timed curl runs)."""
+    lines = 0
+    with httpx.stream("GET", url, timeout=600) as r:
+        for chunk in r.iter_raw():
+            lines += chunk.count(b"\n")
+    return lines - (1 if fmt == "csv" else 0)  # the CSV header line
+
+
+def _export(port: int, pid: int, fmt: str, rows: int) -> dict:
+    url = f"http://127.0.0.1:{port}/bench/export/rows.{fmt}"
+    before = _rss_kb(pid)
+    with Sampler(pid) as sampler:
+        size, seconds, status = _download(url)
+    peak = max(sampler.samples)
+    if status != 200:
+        raise RuntimeError(f"{url} answered {status}")
+    return {
+        "format": fmt,
+        "rows": rows,
+        "bytes": size,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "mb_per_s": round(size / seconds / 1e6, 1),
+        "rss_kb_before": before,
+        "rss_kb_peak": peak,
+        "rss_growth_mb": round((peak - before) / 1024, 1),
+        "samples": len(sampler.samples),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=1, help="downloads of each format")
+    args = parser.parse_args()
+    if shutil.which("curl") is None:
+        print("curl is needed: apt-get install curl", file=sys.stderr)
+        return 2
+
+    handle = None
+    url = os.environ.get("DATABASE_URL")
+    folder = Path(tempfile.mkdtemp(prefix="engine-export-"))
+    if not url:
+        handle = pgserver.start(folder / "data", delete_on_exit=True)
+        url = handle.get_uri()
+    asyncio.run(_prepare(url, args.rows))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    env.update(DATABASE_URL=url, ENGINE_PORT=str(port), PYTHONPATH=str(ROOT))
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,  # the access log, on by default as users run it
+        stderr=(folder / "engine.log").open("w"),
+    )
+    runs = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or engine.poll() is not None:
+                print((folder / "engine.log").read_text(), file=sys.stderr)
+                raise RuntimeError("the engine did not become ready")
+            time.sleep(0.2)
+        # the first export starts from the idle engine: its growth is the honest one
+        for _ in range(args.runs):
+            for fmt in ("ndjson", "csv"):
+                runs.append(_export(port, engine.pid, fmt, args.rows))
+        base = f"http://127.0.0.1:{port}/bench/export/rows"
+        counted = {fmt: _count_rows(f"{base}.{fmt}", fmt) for fmt in ("ndjson", "csv")}
+        if any(n != args.rows for n in counted.values()):
+            raise RuntimeError(f"an export lost rows: {counted} (expected {args.rows})")
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(30)
+        if handle is not None:
+            handle.cleanup()
+
+    best = {}
+    for run in runs:
+        fmt = run["format"]
+        best[fmt] = {
+            "rows_per_s": max(best.get(fmt, {}).get("rows_per_s", 0), run["rows_per_s"]),
+            "rss_growth_mb": max(best.get(fmt, {}).get("rss_growth_mb", 0), run["rss_growth_mb"]),
+        }
+    ok = all(
+        b["rows_per_s"] >= MIN_ROWS_PER_S and b["rss_growth_mb"] < MAX_GROWTH_MB
+        for b in best.values()
+    )
+    result = {
+        "rows": args.rows,
+        "settings": "defaults",
+        "client": "curl -o /dev/null (a separate process)",
+        "rss_sampled_every_s": 0.1,
+        "targets": {"rss_growth_mb_below": MAX_GROWTH_MB, "rows_per_s_above": MIN_ROWS_PER_S},
+        "summary": best,
+        "runs": runs,
+        "ok": ok,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "export.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"export of {args.rows:,} rows over HTTP (engine at default settings, curl client)")
+    for run in runs:
+        print(
+            f"  {run['format']:<7} {run['seconds']:>7.2f} s  {run['rows_per_s']:>9,} rows/s"
+            f"  {run['mb_per_s']:>6.1f} MB/s  RSS {run['rss_kb_before'] / 1024:.1f} MB"
+            f" -> peak {run['rss_kb_peak'] / 1024:.1f} MB (+{run['rss_growth_mb']:.1f} MB)"
+        )
+    print(
+        f"  targets: growth < {MAX_GROWTH_MB:.0f} MB, > {MIN_ROWS_PER_S:,} rows/s: "
+        + ("ok" if ok else "MISSED")
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
