@@ -7,6 +7,12 @@ when the endpoint requires auth), so answers never cross principals.
 Concurrent misses of one key run the query once. A write drops the cached
 reads of the tables it touches; a per-table generation makes sure an answer
 computed while such a write committed is not stored afterwards.
+
+Over every endpoint, the process keeps at most ``ENGINE_CACHE_MAX_BYTES`` of
+answers (each counted as its body, its key's bytes and ``ENTRY_OVERHEAD``): when a
+new answer would pass the budget, the least recently used answers of any endpoint
+go first, counted as evictions of their endpoint. An answer larger than
+``1/LARGEST_SHARE`` of the budget is served but never cached.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +33,9 @@ from engine.jobs import Periodic
 log = logging.getLogger("engine.cache")
 
 DEFAULT_MAX_ENTRIES = 1000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # ENGINE_CACHE_MAX_BYTES's default
+ENTRY_OVERHEAD = 200  # bytes counted for each entry beyond its body, headers and key
+LARGEST_SHARE = 8  # an answer over 1/8 of the budget is never cached
 
 
 class _LeaderGone(Exception):
@@ -43,7 +53,14 @@ class CachedAnswer:
 
     @property
     def size(self) -> int:
-        return len(self.body) + 200
+        """Bytes this answer is counted for (its key's bytes are added when it is stored)."""
+        extra = sum(len(name) + len(value) for name, value in self.headers)
+        return len(self.body) + len(self.etag) + len(self.media_type) + extra + ENTRY_OVERHEAD
+
+
+def _key_bytes(key: Any) -> int:
+    parts = key if isinstance(key, tuple) else (key,)
+    return sum(len(p) for p in parts if isinstance(p, bytes | str))
 
 
 def etag_of(body: bytes) -> str:
@@ -65,19 +82,25 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class _Counting:
-    """Mixin counting evictions and bytes held."""
+    """Mixin counting evictions and telling its owner of every entry the store drops by
+    itself (its entry bound, an expired TTL), so the byte budget frees its bytes."""
 
     evictions: int
-    bytes: int
+    dropped: Callable[[Any], None]
 
     def popitem(self) -> Any:  # called by cachetools when the size bound is hit
         key, value = super().popitem()  # type: ignore[misc]
         self.evictions += 1
+        self.dropped(key)
         return key, value
 
 
 class _TTL(_Counting, TTLCache):
-    pass
+    def expire(self, time: float | None = None) -> Any:
+        expired = super().expire(time)
+        for key, _ in expired or ():
+            self.dropped(key)
+        return expired
 
 
 class _LRU(_Counting, LRUCache):
@@ -88,15 +111,59 @@ class _LFU(_Counting, LFUCache):
     pass
 
 
+class ByteBudget:
+    """The bytes of cached answers one process holds, over every endpoint.
+
+    Entries are kept in the order they were last stored or served; past
+    ``max_bytes`` the least recently used go first, whichever endpoint holds them.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
+        self._order: OrderedDict[tuple[int, Any], EndpointCache] = OrderedDict()
+
+    @property
+    def largest(self) -> int:
+        """The largest answer that is cached; larger ones are served, not kept."""
+        return self.max_bytes // LARGEST_SHARE
+
+    @property
+    def entries(self) -> int:
+        return len(self._order)
+
+    def take(self, owner: EndpointCache, key: Any, size: int) -> None:
+        self.bytes += size
+        self._order[(owner.endpoint_id, key)] = owner
+        while self.bytes > self.max_bytes and len(self._order) > 1:
+            (_, oldest), holder = next(iter(self._order.items()))
+            holder.evict(oldest)  # gives its bytes back through release()
+            self.evictions += 1
+
+    def release(self, owner: EndpointCache, key: Any, size: int) -> None:
+        if self._order.pop((owner.endpoint_id, key), None) is not None:
+            self.bytes -= size
+
+    def touch(self, owner: EndpointCache, key: Any) -> None:
+        entry = (owner.endpoint_id, key)
+        if entry in self._order:
+            self._order.move_to_end(entry)
+
+
 @dataclass
 class EndpointCache:
     strategy: str
     ttl_seconds: int
     max_entries: int
     tables: frozenset[str]
+    endpoint_id: int = 0
+    budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_MAX_BYTES))
     store: Any = None
     hits: int = 0
     misses: int = 0
+    bytes: int = 0  # what its entries are counted for in the budget
+    sizes: dict[Any, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.strategy == "lfu":
@@ -106,13 +173,48 @@ class EndpointCache:
         else:
             self.store = _TTL(self.max_entries, ttl=self.ttl_seconds)
         self.store.evictions = 0
+        self.store.dropped = self.forget
 
     def get(self, key: Any, now: float) -> CachedAnswer | None:
         answer = self.store.get(key)
         if answer is not None and answer.expires_at <= now:
             self.store.pop(key, None)
+            self.forget(key)
             return None
+        if answer is not None:
+            self.budget.touch(self, key)
         return answer
+
+    def put(self, key: Any, answer: CachedAnswer, size: int) -> None:
+        """Store ``answer`` counted as ``size`` bytes; older answers may be evicted."""
+        self.forget(key)  # an entry replaced gives its bytes back first
+        self.store[key] = answer  # the entry bound may push one out (forget, via popitem)
+        self.sizes[key] = size
+        self.bytes += size
+        self.budget.take(self, key, size)
+
+    def forget(self, key: Any) -> None:
+        """``key`` left the store (bound, expiry, eviction, invalidation): free its bytes."""
+        size = self.sizes.pop(key, None)
+        if size is not None:
+            self.bytes -= size
+            self.budget.release(self, key, size)
+
+    def evict(self, key: Any) -> None:
+        """Pushed out by the byte budget: counted as an eviction of this endpoint."""
+        if isinstance(self.store, TTLCache):
+            self.store.expire()  # an expired entry is still held until it is purged
+        self.store.pop(key, None)
+        self.store.evictions += 1
+        self.forget(key)
+
+    def clear(self) -> int:
+        """Drop every entry; how many there were."""
+        count = len(self.sizes)
+        self.store.clear()
+        for key in list(self.sizes):
+            self.forget(key)
+        return count
 
     @property
     def evictions(self) -> int:
@@ -120,19 +222,31 @@ class EndpointCache:
 
     @property
     def size_bytes(self) -> int:
-        return sum(a.size for a in list(self.store.values()))
+        return self.bytes
 
 
 @dataclass
 class ResponseCache:
-    """Every endpoint's cache, and the table generations used to invalidate them."""
+    """Every endpoint's cache, the process's byte budget over all of them, and the table
+    generations used to invalidate them."""
 
     default_max_entries: int = DEFAULT_MAX_ENTRIES
+    max_bytes: int = DEFAULT_MAX_BYTES  # ENGINE_CACHE_MAX_BYTES
     caches: dict[int, EndpointCache] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
     _inflight: dict[Any, asyncio.Future[CachedAnswer | None]] = field(default_factory=dict)
     invalidations: int = 0
     epoch: int = 0  # bumped by clear(), so in-flight fills of any table are not stored
+    too_large: int = 0  # answers served but not cached: over the budget's largest share
+    budget: ByteBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = ByteBudget(self.max_bytes)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of cached answers held, over every endpoint (at most ``max_bytes``)."""
+        return self.budget.bytes
 
     def configure(
         self,
@@ -152,17 +266,23 @@ class ResponseCache:
             == wanted
         ):
             return
-        self.caches[endpoint_id] = EndpointCache(*wanted)
+        if current is not None:
+            current.clear()
+        self.caches[endpoint_id] = EndpointCache(
+            *wanted, endpoint_id=endpoint_id, budget=self.budget
+        )
 
     def drop(self, endpoint_id: int) -> None:
         """Forget an endpoint's cache (its definition changed); in-flight fills are not kept."""
-        self.caches.pop(endpoint_id, None)
+        cache = self.caches.pop(endpoint_id, None)
+        if cache is not None:
+            cache.clear()
 
     def retain(self, endpoint_ids: Iterable[int]) -> None:
         keep = set(endpoint_ids)
         for eid in list(self.caches):
             if eid not in keep:
-                del self.caches[eid]
+                self.drop(eid)
 
     def lookup(self, endpoint_id: int, key: Any) -> CachedAnswer | None:
         cache = self.caches.get(endpoint_id)
@@ -213,10 +333,17 @@ class ResponseCache:
                 and self._generation(cache.tables) == before
                 and self.caches.get(endpoint_id) is cache
             ):
-                cache.store[key] = answer
+                self._store(cache, key, answer)
             return answer
         finally:
             del self._inflight[flight_key]
+
+    def _store(self, cache: EndpointCache, key: Any, answer: CachedAnswer) -> None:
+        size = answer.size + _key_bytes(key)
+        if size > self.budget.largest:  # would push out many others: served, not kept
+            self.too_large += 1
+            return
+        cache.put(key, answer, size)
 
     def invalidate(self, tables: Iterable[str]) -> int:
         """Drop cached answers of every endpoint reading one of ``tables``; count them."""
@@ -228,8 +355,7 @@ class ResponseCache:
         dropped = 0
         for cache in self.caches.values():
             if cache.tables & names:
-                dropped += len(cache.store)
-                cache.store.clear()
+                dropped += cache.clear()
         self.invalidations += 1
         return dropped
 
@@ -257,7 +383,7 @@ class ResponseCache:
         """Drop everything (after the listener reconnects, invalidations may be lost)."""
         self.epoch += 1
         for cache in self.caches.values():
-            cache.store.clear()
+            cache.clear()
 
 
 STATS_CONFIG = """

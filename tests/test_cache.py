@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
+from typing import Any
 
+import pytest
+
+from engine.cache import CachedAnswer, ResponseCache, etag_of
 from tests.helpers import add_endpoint, assert_problem, serve
 
 PARAM_ID = [{"name": "id", "in": "path", "type": "integer"}]
@@ -389,3 +394,121 @@ def test_bad_cache_config_is_reported_not_served(db, make_client):
     reasons = [p["reason"] for p in report["problems"] if p["id"] == mid]
     assert reasons and "unknown parameter" in reasons[0]
     assert client.get("/cfg").json()["code"] == "ENDPOINT_UNAVAILABLE"
+
+
+# -- the byte budget (ENGINE_CACHE_MAX_BYTES) ---------------------------------------------
+
+
+def _answer(size: int, tag: str = "") -> CachedAnswer:
+    body = (tag.encode() + b"x" * size)[:size]
+    return CachedAnswer(body, 200, "application/json", (), etag_of(body), time.monotonic() + 300)
+
+
+def _fill(cache: ResponseCache, endpoint_id: int, key: Any, answer: CachedAnswer) -> None:
+    async def compute() -> CachedAnswer:
+        return answer
+
+    asyncio.run(cache.fill(endpoint_id, key, compute))
+
+
+def _budgeted(max_bytes: int, endpoints: int = 3, strategy: str = "ttl") -> ResponseCache:
+    cache = ResponseCache(max_bytes=max_bytes)
+    for eid in range(1, endpoints + 1):
+        cache.configure(eid, strategy=strategy, ttl_seconds=300, max_entries=10_000, tables=["t"])
+    return cache
+
+
+@pytest.mark.parametrize("strategy", ["ttl", "lru", "lfu"])
+def test_many_large_answers_stay_under_the_byte_budget(strategy: str) -> None:
+    budget = 1_000_000
+    cache = _budgeted(budget, strategy=strategy)
+    for i in range(300):  # 300 answers of ~50 kB over three endpoints: 15 MB offered
+        _fill(cache, 1 + i % 3, ("k", i), _answer(50_000 + i, str(i)))
+        assert cache.bytes <= budget
+    held = sum(len(c.store) for c in cache.caches.values())
+    assert 15 <= held <= 20  # the budget is used, not wasted
+    assert cache.bytes == sum(c.size_bytes for c in cache.caches.values())
+    assert cache.bytes == sum(
+        a.size for c in cache.caches.values() for a in c.store.values()
+    ) + sum(len(k[0]) for c in cache.caches.values() for k in c.store)
+    assert sum(c.evictions for c in cache.caches.values()) == 300 - held
+    # the most recent answers are the ones kept, and they are hits
+    for i in range(300 - held, 300):
+        found = cache.lookup(1 + i % 3, ("k", i))
+        assert found is not None and found.body.startswith(str(i).encode())
+    assert cache.lookup(1, ("k", 0)) is None
+
+
+def test_the_least_recently_used_answer_goes_first_whichever_endpoint_holds_it() -> None:
+    size = _answer(1_000).size + len("k") + 10
+    cache = _budgeted(8 * size)  # eight answers fit (an answer may be 1/8 of the budget)
+    for i in range(8):
+        _fill(cache, 1 + i % 3, ("k", i), _answer(1_000))
+    assert cache.lookup(1, ("k", 0)) is not None  # used: now the most recent
+    _fill(cache, 3, ("k", 8), _answer(1_000))  # one must go: the least recent, (2, k1)
+    assert cache.lookup(2, ("k", 1)) is None
+    assert all(cache.lookup(1 + i % 3, ("k", i)) is not None for i in (0, *range(2, 9)))
+    assert cache.caches[2].evictions == 1 and cache.caches[1].evictions == 0
+
+
+def test_an_answer_over_an_eighth_of_the_budget_is_served_not_cached() -> None:
+    cache = _budgeted(800_000)
+    _fill(cache, 1, ("small",), _answer(1_000))
+    _fill(cache, 1, ("big",), _answer(100_001))
+    assert cache.lookup(1, ("big",)) is None and cache.too_large == 1
+    assert cache.lookup(1, ("small",)) is not None  # nothing was pushed out for it
+    assert cache.bytes < 2_000
+
+
+def test_bytes_are_given_back_by_invalidation_expiry_entry_bound_and_reload() -> None:
+    cache = _budgeted(10_000_000, endpoints=2)
+    cache.configure(3, strategy="lru", ttl_seconds=300, max_entries=2, tables=["u"])
+    for i in range(5):
+        _fill(cache, 3, ("k", i), _answer(1_000))
+    assert len(cache.caches[3].store) == 2 and cache.bytes == cache.caches[3].size_bytes
+    _fill(cache, 1, ("k",), _answer(1_000))
+    cache.invalidate(["t"])
+    assert cache.caches[1].size_bytes == 0 and cache.bytes == cache.caches[3].size_bytes
+    cache.drop(3)
+    assert cache.bytes == 0 and cache.budget.entries == 0
+    cache.configure(2, strategy="ttl", ttl_seconds=0, max_entries=10, tables=["t"])
+    _fill(cache, 2, ("gone",), _answer(1_000))  # expires at once
+    _fill(cache, 2, ("next",), _answer(1_000))  # storing purges the expired one
+    assert cache.lookup(2, ("gone",)) is None
+    assert cache.bytes <= cache.caches[2].size_bytes <= _answer(1_000).size + 10
+    cache.clear()
+    assert cache.bytes == 0
+
+
+def test_the_byte_budget_holds_over_http(db, make_client):
+    db.execute(
+        "CREATE TABLE big_items (id int PRIMARY KEY, pad text NOT NULL);"
+        "INSERT INTO big_items SELECT g, repeat('p', 3000) FROM generate_series(1, 60) g"
+    )
+    mid = add_endpoint(
+        db,
+        "/big/{id}",
+        "GET",
+        "SELECT id, pad FROM big_items WHERE id = $1",
+        PARAM_ID,
+        {"shape": "object"},
+        target_table="big_items",
+        cache_enabled=True,
+        cache_ttl_seconds=300,
+    )
+    budget = 40_000  # about a dozen answers of 3 kB
+    client = serve(make_client, cache_max_bytes=budget)
+    services = client.engine.services
+    for i in range(1, 61):
+        assert client.get(f"/big/{i}").headers["x-cache"] == "MISS"
+    assert services.cache.bytes <= budget
+    kept = len(services.cache.caches[mid].store)
+    assert 8 <= kept <= 13
+    assert services.cache.caches[mid].evictions == 60 - kept
+    assert client.get("/big/60").headers["x-cache"] == "HIT"
+    assert client.get("/big/1").headers["x-cache"] == "MISS"
+    evictions = services.cache.caches[mid].evictions
+    assert evictions == 60 - kept + 1  # /big/1 was stored again: one more went
+    lines = client.get("/metrics").text.splitlines()
+    counted = [ln for ln in lines if ln.startswith("engine_cache_evictions_total{")]
+    assert any('"/big/{id}"' in ln and ln.endswith(f" {evictions}.0") for ln in counted), counted
