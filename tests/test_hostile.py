@@ -27,6 +27,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 
+from engine import database as database_module
 from engine.errors import ApiError, SpecError
 from engine.observe import CURRENT
 from engine.patterns import PatternError, compile_pattern
@@ -132,24 +133,21 @@ def _publish(db: DB) -> None:
     add_schema(db, things, THING_SCHEMA)
 
 
-class CountingPool:
-    """A pool that counts the connections acquired on behalf of each request id."""
+def counting_acquire(counts: Counter[str]) -> Callable[..., Any]:
+    """engine.database.acquire, counting the connections taken on behalf of each request id
+    (of any pool: the primary's, a replica's)."""
+    real = database_module.acquire
 
-    def __init__(self, pool: Any, counts: Counter[str]) -> None:
-        self._pool = pool
-        self._counts = counts
-
-    def acquire(self, *args: Any, **kwargs: Any) -> Any:
+    async def acquire(*args: Any, **kwargs: Any) -> Any:
         exchange = CURRENT.get()
         task = asyncio.current_task()
         # the request's own task (uvicorn's, unnamed), not a background task the engine
         # started from it (named, e.g. recovery-strategies), which inherits its context
         if exchange is not None and task is not None and task.get_name().startswith("Task-"):
-            self._counts[exchange.request_id] += 1
-        return self._pool.acquire(*args, **kwargs)
+            counts[exchange.request_id] += 1
+        return await real(*args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
+    return acquire
 
 
 @dataclass
@@ -170,13 +168,12 @@ def served(pg_url: str, template_db: str) -> Iterator[Served]:
     _publish(db)
     engine = RunningEngine(url)
     acquired: Counter[str] = Counter()
-    database = engine.services.db
-    read, write = database.read, database.write
-    database.write = CountingPool(write, acquired)
-    database.read = database.write if read is write else CountingPool(read, acquired)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(database_module, "acquire", counting_acquire(acquired))
     try:
         yield Served(engine, db, acquired)
     finally:
+        patch.undo()
         engine.stop()
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
