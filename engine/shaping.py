@@ -4,10 +4,17 @@
 field renames; ``api_response_templates`` optionally wrap answers in an
 envelope (success, paginated, error) with metadata and a timestamp. Bodies are
 encoded once with orjson.
+
+A list without pagination holds at most ``ENGINE_MAX_ROWS`` rows: its read fetches
+one row more (``fetch_limit``) and more than the bound is 500 ``RESULT_TOO_LARGE``,
+never the rows. A long list read (``LARGE_LIST`` rows or more) is encoded in slices
+of that many rows, giving the event loop back between slices, so other requests
+are answered while it encodes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
@@ -28,16 +35,15 @@ _INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson writes as a JSON integer
 def _decimal(value: Decimal) -> Any:
     if not value.is_finite():  # JSON has no NaN or Infinity: spelled out, as PostgreSQL does
         return NON_FINITE["NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")]
-    if (
-        value == value.to_integral_value()
-        and isinstance(value.as_tuple().exponent, int)
-        and value.as_tuple().exponent >= 0
-        and _INT_RANGE[0] <= value <= _INT_RANGE[1]
-    ):
-        return int(value)
     # every digit of a numeric, in plain notation (a float would round numeric(20,2)
-    # amounts; the driver may hand over 1.00E+30 for a numeric(40,0))
-    return orjson.Fragment(format(value, "f"))
+    # amounts; the driver may hand over 1.00E+30 for a numeric(40,0)); a numeric without
+    # a fraction part (exponent >= 0: no point in its plain text) that fits is a JSON integer
+    text = format(value, "f")
+    if "." not in text:
+        number = int(text)
+        if _INT_RANGE[0] <= number <= _INT_RANGE[1]:
+            return number
+    return orjson.Fragment(text)
 
 
 def _default(value: Any) -> Any:
@@ -165,6 +171,40 @@ def encode(body: Any) -> bytes:
     return orjson.dumps(body, default=_default, option=_OPTIONS)
 
 
+# a raw line feed: orjson writes none itself (it escapes them in strings) and neither
+# do the engine's fragments (numeric digits, jsonb text), so in one encoded batch it
+# can only be this separator
+_NEWLINE = orjson.Fragment(b"\n")
+
+
+def ndjson_lines(rows: Sequence[Any]) -> bytes:
+    """``b"".join(encode(r) + b"\n" for r in rows)``, byte for byte, in one orjson call
+    (a call per row costs more than its encoding): ``[r1,\n,r2,\n]`` with each
+    ``,\n,`` made a line feed."""
+    if not rows:
+        return b""
+    items: list[Any] = [_NEWLINE] * (2 * len(rows))
+    items[0::2] = rows
+    return encode(items).replace(b",\n,", b"\n")[1:-3] + b"\n"
+
+
+LARGE_LIST = 1000  # rows: a list this long is encoded in slices of this many (~1-2 ms each)
+
+
+async def encode_slices(
+    rows: Sequence[Any], shape_row: Callable[[Any], Any], size: int = LARGE_LIST
+) -> orjson.Fragment:
+    """``encode([shape_row(r) for r in rows])`` as a fragment, byte for byte, built ``size``
+    rows at a time with the event loop given back between slices (orjson holds the GIL
+    for a whole call, so a thread would not let the loop run meanwhile)."""
+    parts = []
+    for start in range(0, len(rows), size):
+        if start:
+            await asyncio.sleep(0)  # other requests' turn
+        parts.append(encode([shape_row(r) for r in rows[start : start + size]])[1:-1])
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
+
+
 Row = Mapping[str, Any]
 
 
@@ -204,9 +244,38 @@ class Shaper:
     def rename(self, row: Row) -> dict[str, Any]:
         return self.row(row)
 
-    def shape(self, rows: Sequence[Row], *, affected: int | None = None) -> Shaped:
+    @property
+    def bounded(self) -> bool:
+        """A list without pagination: ``ENGINE_MAX_ROWS`` bounds its rows."""
+        return self.result.shape == "list" and self.result.paginate is None
+
+    def fetch_limit(self, max_rows: int, *, read: bool = True) -> int | None:
+        """The most rows worth fetching (None: every row): one past ``max_rows`` for a list
+        without pagination (to know it is over), the first row of an object or scalar read.
+        A write's object or scalar is not cut: its statement runs to its end."""
+        if self.bounded:
+            return max_rows + 1
+        if read and self.result.shape in ("object", "scalar"):
+            return 1
+        return None
+
+    def check_bound(self, rows: Sequence[Row], max_rows: int | None) -> None:
+        """500 RESULT_TOO_LARGE when a list without pagination has more than ``max_rows``."""
+        if max_rows is not None and self.bounded and len(rows) > max_rows:
+            raise ApiError(
+                "RESULT_TOO_LARGE",
+                f"This list has more than {max_rows} rows, the most a list without pagination"
+                " may answer (ENGINE_MAX_ROWS). The endpoint's admin should paginate it"
+                ' (result_mapping.paginate) or stream it (result_mapping shape "stream").',
+                internal=f"an unpaginated list reached {len(rows)} rows (limit {max_rows})",
+            )
+
+    def shape(
+        self, rows: Sequence[Row], *, affected: int | None = None, max_rows: int | None = None
+    ) -> Shaped:
         shape = self.result.shape
         if shape == "list":
+            self.check_bound(rows, max_rows)
             items = [self.row(r) for r in rows]
             return Shaped(items, self.status, count=len(items))
         if shape == "object":
@@ -224,6 +293,14 @@ class Shaper:
         if self.not_found and affected == 0:
             raise ApiError(self.not_found)
         return Shaped(None, self.status, empty=True)
+
+    async def shape_read(self, rows: Sequence[Row], *, max_rows: int | None = None) -> Shaped:
+        """:meth:`shape` for a read; a list of ``LARGE_LIST`` rows or more is encoded here in
+        slices, giving the event loop back between them (its payload is the encoded array)."""
+        if self.result.shape != "list" or len(rows) < LARGE_LIST:
+            return self.shape(rows, max_rows=max_rows)
+        self.check_bound(rows, max_rows)
+        return Shaped(await encode_slices(rows, self.row), self.status, count=len(rows))
 
     def page(self, rows: Sequence[Row], page: PageRequest, *, total: int | None = None) -> Shaped:
         """A page of a list: ``rows`` holds one row more than the page when more follow."""

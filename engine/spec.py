@@ -27,6 +27,23 @@ COUNT_MODES = ("exact", "on_request", "none")
 _PAGINATE_KEYS = {"limit", "max_limit", "max_offset", "count", "keyset"}
 _MAX_PAGE_VALUE = 2**62  # LIMIT/OFFSET are bigint: a larger bound could never be sent
 
+BULK_FORMATS = ("ndjson", "csv")
+# a bulk_import column's type -> the staging table's PostgreSQL type (engine/records.py)
+BULK_TYPES = {
+    "integer": "int8",
+    "number": "numeric",
+    "string": "text",
+    "boolean": "bool",
+    "uuid": "uuid",
+    "date": "date",
+    "timestamp": "timestamptz",
+    "json": "jsonb",
+}
+BULK_ON_INVALID = ("reject", "skip")
+BULK_LINE_COLUMN = "_line"  # the staging table's own column: the record's line in the body
+BULK_MAX_ERRORS = 10_000
+_BULK_KEYS = {"formats", "columns", "on_invalid", "max_body_bytes", "max_errors", "description"}
+_BULK_COLUMN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|float|uuid|path))?\}")
 _PARAM_KEYS = {
     "name",
@@ -98,6 +115,17 @@ class ResultSpec:
 
 
 @dataclass(frozen=True)
+class BulkSpec:
+    """``bulk_import``: the body is NDJSON or CSV records, COPYed into ``bulk_records``."""
+
+    formats: tuple[str, ...]  # ndjson, csv
+    columns: tuple[tuple[str, str], ...]  # (name, type of BULK_TYPES), the staging table's
+    on_invalid: str = "reject"  # reject: any invalid record writes nothing; skip: load the rest
+    max_body_bytes: int | None = None  # None: ENGINE_BULK_MAX_BODY_BYTES alone
+    max_errors: int = 100  # per-record errors listed in an answer
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     id: int
     path: str
@@ -118,6 +146,7 @@ class EndpointSpec:
     version: int
     description: str | None = None
     max_concurrent: int | None = None  # requests at once per process; more: 503 ENDPOINT_BUSY
+    bulk: BulkSpec | None = None  # bulk_import: an NDJSON/CSV import (engine/bulk.py)
 
     @property
     def is_read(self) -> bool:
@@ -330,6 +359,75 @@ def _keyset_column(where: str, item: Any) -> tuple[str, bool]:
     return column, desc
 
 
+def parse_bulk(raw: Any) -> BulkSpec:
+    """``bulk_import``: formats, the staging table's columns and what an invalid record does."""
+    where = "bulk_import"
+    _need(isinstance(raw, Mapping), f"{where} must be an object (or null: not a bulk import)")
+    unknown = set(raw) - _BULK_KEYS
+    _need(
+        not unknown,
+        f"{where} has unknown keys: {', '.join(sorted(unknown))} (known: "
+        f"{', '.join(sorted(_BULK_KEYS))})",
+    )
+    formats = raw.get("formats", list(BULK_FORMATS))
+    _need(
+        isinstance(formats, list)
+        and bool(formats)
+        and all(f in BULK_FORMATS for f in formats)
+        and len(set(formats)) == len(formats),
+        f'{where}.formats must be a non-empty array of "ndjson" and/or "csv", not '
+        + _json(formats),
+    )
+    columns = raw.get("columns")
+    _need(
+        isinstance(columns, Mapping) and bool(columns),
+        f"{where}.columns must be a non-empty object naming each column of the staging table "
+        f'bulk_records and its type ({{"interval_start": "timestamp", ...}}), not '
+        + _json(columns),
+    )
+    for name, kind in columns.items():
+        _need(
+            isinstance(name, str) and _BULK_COLUMN.fullmatch(name) is not None,
+            f"{where}.columns: {_json(name)} is not a column name (lower-case letters, digits "
+            "and _, starting with a letter or _, at most 63 characters)",
+        )
+        _need(
+            name != BULK_LINE_COLUMN,
+            f"{where}.columns: {BULK_LINE_COLUMN} is the staging table's own column (the "
+            "record's line number)",
+        )
+        _need(
+            kind in BULK_TYPES,
+            f"{where}.columns.{name}: the type must be one of {', '.join(BULK_TYPES)}, not "
+            + _json(kind),
+        )
+    on_invalid = raw.get("on_invalid", "reject")
+    _need(
+        on_invalid in BULK_ON_INVALID,
+        f'{where}.on_invalid must be "reject" (any invalid record: nothing is written) or '
+        f'"skip" (invalid records are reported, the others written), not {_json(on_invalid)}',
+    )
+    limit = raw.get("max_body_bytes")
+    _need(
+        limit is None or (_is_int(limit) and limit > 0),
+        f"{where}.max_body_bytes must be a positive integer (or absent: "
+        f"ENGINE_BULK_MAX_BODY_BYTES), not {_json(limit)}",
+    )
+    max_errors = raw.get("max_errors", 100)
+    _need(
+        _is_int(max_errors) and 1 <= max_errors <= BULK_MAX_ERRORS,
+        f"{where}.max_errors must be an integer from 1 to {BULK_MAX_ERRORS}, not "
+        + _json(max_errors),
+    )
+    return BulkSpec(
+        formats=tuple(formats),
+        columns=tuple(columns.items()),
+        on_invalid=on_invalid,
+        max_body_bytes=limit,
+        max_errors=max_errors,
+    )
+
+
 def _texts(value: Any, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -442,7 +540,16 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
                 f"path parameter '{p.name}' (${p.position}) is not in endpoint_path",
             )
 
-    result = parse_result(row.get("result_mapping"))
+    raw_bulk = row.get("bulk_import")
+    bulk = parse_bulk(raw_bulk) if raw_bulk is not None else None
+    raw_result = row.get("result_mapping")
+    if bulk is not None and isinstance(raw_result, Mapping) and "shape" not in raw_result:
+        raw_result = {**raw_result, "shape": "none"}  # a bulk import answers its counts
+    elif bulk is not None and raw_result is None:
+        raw_result = {"shape": "none"}
+    result = parse_result(raw_result)
+    if bulk is not None:
+        _check_bulk(method, params, result)
     if result.paginate:
         taken = {*PAGINATION_PARAMS, *result.paginate.params}
         clash = [p.name for p in params if p.source == "query" and p.name in taken]
@@ -492,6 +599,24 @@ def parse_row(row: Mapping[str, Any]) -> EndpointSpec:
         version=int(row.get("version") or 1),
         description=row.get("description"),
         max_concurrent=concurrent,
+        bulk=bulk,
+    )
+
+
+def _check_bulk(method: str, params: tuple[ParamSpec, ...], result: ResultSpec) -> None:
+    """What a bulk row may not combine with: the body is the records, the answer the counts."""
+    _need(method in ("POST", "PUT"), "bulk_import needs http_method POST or PUT")
+    body = [p.name for p in params if p.source == "body"]
+    _need(
+        not body,
+        f'bulk_import: the body is the records, so no parameter can be "in": "body" '
+        f"({', '.join(body)}); the template reads the records from bulk_records",
+    )
+    _need(
+        result.shape in ("none", "scalar") and result.paginate is None,
+        'bulk_import answers counts: result_mapping.shape must be "none" (the statement\'s '
+        'row count is "inserted") or "scalar" (the value it returns is "result"), not '
+        + _json(result.shape),
     )
 
 

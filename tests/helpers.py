@@ -31,7 +31,7 @@ ADMIN_TOKEN = "admin-token-for-tests"
 PROBLEM = "application/problem+json"
 
 _OPERATION = {"GET": "SELECT", "POST": "INSERT", "PUT": "UPDATE", "PATCH": "UPDATE"}
-_JSON_COLUMNS = {"query_parameters", "result_mapping"}
+_JSON_COLUMNS = {"query_parameters", "result_mapping", "bulk_import"}
 
 
 def _json(value: Any) -> str:

@@ -39,12 +39,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from engine import scaffold
+from engine import pgbouncer, scaffold
 from engine.admin import PREFIX, ROLE, SERVICE, operations
 from engine.auth import Principal, authorize
 from engine.catalog import write_statuses
 from engine.cors import catalog_methods
-from engine.database import acquire, translate
+from engine.database import acquire, connect_session, translate
 from engine.endpoint import Dispatcher, Services, request_id_of
 from engine.errorlog import ErrorEntry, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
@@ -84,6 +84,17 @@ class Call:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         services = self.services
+        if pgbouncer.transaction_pooled(services.settings):
+            # a change holds a session advisory lock (engine/admin/change.py), which
+            # transaction pooling cannot keep: the direct connection (engine/pgbouncer.py)
+            url = pgbouncer.session_url(services.settings, services.db.url)
+            own = await connect_session(url, services.settings.pool_timeout_s, "UPDATE")
+            try:
+                yield own
+            finally:
+                with contextlib.suppress(Exception):
+                    await own.close(timeout=2)
+            return
         conn = await acquire(services.db.write, services.settings.pool_timeout_s, "UPDATE")
         try:
             yield conn

@@ -88,6 +88,7 @@ MAPPINGS = Table(
         Column("is_active", "boolean", nullable=False),
         Column("statement_timeout_ms", "integer", minimum=1),
         Column("max_concurrent", "integer", minimum=1),
+        Column("bulk_import", "object"),  # NDJSON/CSV import (engine/bulk.py); null: none
         Column("description", "text"),
     ),
     {

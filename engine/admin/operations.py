@@ -35,7 +35,7 @@ MAPPING_NAMES = (
     "target_schema", "query_template", "query_parameters", "result_mapping", "cache_enabled",
     "cache_ttl_seconds", "rate_limit_per_minute", "requires_auth", "required_roles",
     "required_permissions", "is_active", "statement_timeout_ms", "max_concurrent",
-    "description", "version",
+    "bulk_import", "description", "version",
     "created_at", "updated_at",
 )  # fmt: skip
 MAPPING_RETURNING = ", ".join(MAPPING_NAMES)
