@@ -238,7 +238,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return _serve_workers(settings, args, count, url, secret, embedded=embedded)
     # --migrate and --seed are the boot's first steps (engine/boot.py): retried until the
     # database answers, so a database down at start does not stop serve
-    app = create_app(settings, url, jwt_secret=secret, migrate=args.migrate, seed=args.seed)
+    app = create_app(
+        settings, url, jwt_secret=secret, migrate=args.migrate, seed=args.seed, settle_heap=True
+    )
     urls = {"DATABASE_URL": url}
     if settings.read_database_url:
         urls["ENGINE_READ_DATABASE_URL"] = settings.read_database_url

@@ -254,7 +254,7 @@ def build_server(spec: WorkerSpec, index: int) -> EngineServer:
     """A worker's server: its own app (pools, listener, cache), as ``serve`` builds one."""
     settings = spec.settings
     logs.configure(settings.log_level, settings.log_format)
-    app = create_app(settings, spec.database_url, jwt_secret=spec.jwt_secret)
+    app = create_app(settings, spec.database_url, jwt_secret=spec.jwt_secret, settle_heap=True)
     # which worker answered, in /health/ready: its slot (1..N, kept by its replacement), pid
     app.state.worker = {"index": index, "pid": os.getpid()}
     config = engine_config(
