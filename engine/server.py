@@ -385,6 +385,14 @@ class _Prefixed:
         head, self.head = self.head, None
         self.transport.write(data if head is None else head + data)
 
+    def close(self) -> None:
+        """The cycle closes the connection after its answer (HTTP/1.0, Connection: close,
+        a drain): a head still kept goes out first, never dropped by the close."""
+        head, self.head = self.head, None
+        if head is not None:
+            self.transport.write(head)
+        self.transport.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
 
@@ -411,7 +419,11 @@ def _coalescing(cycle_class: type) -> type:
                     self.transport = shim.transport
                 head = shim.data
                 if head is not None:
-                    if self.chunked_encoding is False and self.expected_content_length > 0:
+                    if (
+                        self.chunked_encoding is False
+                        and self.expected_content_length > 0
+                        and self.scope["method"] != "HEAD"  # no body will follow
+                    ):
                         self._held = head  # goes with the body
                     else:  # chunks (a stream: its head at once), HEAD, no body
                         self.transport.write(head)

@@ -168,6 +168,44 @@ def test_the_header_timeout_starts_again_after_each_answer(make_client, http) ->
     assert closed_after is not None, "the second head was dribbled for 5 s and never cut"
 
 
+def answer_until_close(port: int, head: bytes) -> bytes:
+    """Everything the server sends for one request on a fresh connection, until it closes."""
+    sock = connect(port)
+    try:
+        sock.sendall(head)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+    finally:
+        sock.close()
+
+
+@both_protocols
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HEAD /health/live HTTP/1.0\r\n\r\n",
+        b"HEAD /health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"GET /health/live HTTP/1.0\r\n\r\n",
+        b"HEAD /no/such/route HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["head-http10", "head-connection-close", "get-http10", "head-catalogue-close"],
+)
+def test_an_answer_before_the_server_closes_the_connection_is_sent_whole(
+    make_client, http, head: bytes
+) -> None:
+    """A load balancer's HEAD over HTTP/1.0 (or with Connection: close) gets its status line
+    and headers: the head kept back to go out with the body is written before the close."""
+    client: EngineClient = make_client(http=http)
+    data = answer_until_close(client.engine.port, head)
+    status_line, _, rest = data.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 "), data
+    assert b"content-length: " in rest.lower(), data
+    if head.startswith(b"GET"):
+        assert data.endswith(b"}"), data  # the body came too
+
+
 @both_protocols
 def test_a_request_running_longer_than_the_header_timeout_is_answered(
     db: DB, make_client, http
