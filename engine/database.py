@@ -47,6 +47,9 @@ T = TypeVar("T")
 STATEMENT_CACHE_SIZE = 1024
 # the default of ENGINE_POOL_TIMEOUT_S (Settings.pool_timeout_s, which request paths pass)
 ACQUIRE_TIMEOUT_S = 5.0
+# the longest a release waits for a cancelled statement's cancellation and for the reset;
+# past it the connection is terminated (and its holder goes back to the pool)
+RELEASE_TIMEOUT_S = 5.0
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -682,7 +685,14 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
             # Pool.release without its asyncio.shield (a task per release): cancelled
             # here, asyncpg terminates the connection and its holder returns to the pool
             inner._on_release()
-            await holder.release(holder._timeout)
+            # a bound on the wait for a cancellation to finish and for a reset round trip;
+            # none for a read session's free release (no wait, no round trip, no timer)
+            waits = (
+                getattr(pool, "_reset", None) is None  # a write session's RESET round trip
+                or inner._protocol._is_cancelling()
+                or inner.is_in_transaction()
+            )
+            await holder.release(RELEASE_TIMEOUT_S if waits else None)
         else:
             await pool.release(conn)
     except Exception as exc:
