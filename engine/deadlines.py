@@ -29,13 +29,16 @@ SWEEP_S = 0.05
 
 
 class Deadline:
-    __slots__ = ("_fired", "done", "task", "when")
+    __slots__ = ("_before", "_fired", "done", "task", "when")
 
     def __init__(self, task: asyncio.Task[object] | None, when: float) -> None:
         self.task = task
         self.when = when
         self.done = False
         self._fired = False
+        # cancellations the task had pending already (a cleanup after one was absorbed):
+        # only one more than these is this deadline's own, as asyncio.timeout counts
+        self._before = task.cancelling() if task is not None else 0
 
     def finish(self) -> None:
         self.done = True
@@ -46,7 +49,7 @@ class Deadline:
         if not self._fired or self.task is None:
             return False
         self._fired = False
-        return self.task.uncancel() == 0
+        return self.task.uncancel() <= self._before
 
     def _fire(self) -> None:
         self._fired = True

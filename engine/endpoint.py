@@ -351,7 +351,7 @@ async def _cached(
     if answer is None:
 
         async def compute() -> CachedAnswer:
-            shaped = await _execute(services, catalog, ep, args, page)
+            shaped = await _execute(services, catalog, ep, args, page, primary=True)
             rendered = _render(ep, shaped, headers["X-Request-ID"])
             return CachedAnswer(
                 body=rendered.body,
@@ -494,12 +494,20 @@ async def _execute(
     ep: CompiledEndpoint,
     args: list[Any],
     page: PageRequest | None,
+    *,
+    primary: bool = False,
 ) -> Shaped:
     """A read (a page and, when asked, its count) on a replica or the primary's read pool
     (engine/replicas.py); retried after a connection failure, at most ``max_concurrent`` at
-    once (engine/recovery.py)."""
+    once (engine/recovery.py). ``primary``: never on a replica (a cache fill: a lagging
+    replica's answer would be served for the whole TTL, past the invalidation of a write)."""
+    read = partial(_read, services, catalog, ep, args, page)
+    replicas = services.db.replicas
     with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
-        return await services.db.replicas.read(partial(_read, services, catalog, ep, args, page))
+        if primary and replicas.replicas:
+            replicas.primary.reads += 1
+            return await read(replicas.primary)
+        return await replicas.read(read)
 
 
 async def _read(
