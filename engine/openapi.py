@@ -8,6 +8,14 @@ stable ``operationId`` (method and path, which one row owns); the engine's own
 health routes join them when the app serves them. The shared components (types,
 headers, security schemes, the problem body) are :mod:`engine.openapi_schemas`'.
 
+A bulk row (``bulk_import``, engine/bulk.py) is described as it is served: its body
+is NDJSON (``application/x-ndjson``: the schema is one line's record, the row's
+stored schema) and/or CSV (``text/csv``: a header line naming the fields), as its
+``formats`` allow; its answer the counts (received, inserted or the template's
+result, rejected, the record problems listed); its errors those of a streamed
+import (413 with the import's own limit, 415, 422 ``BULK_INVALID_RECORDS`` with
+line and pointer), never ``INVALID_JSON`` or a body ``VALIDATION_ERROR``.
+
 :data:`openapi_json` is the ASGI endpoint (no framework needed): it encodes the
 document once per catalogue generation, so a reload shows a new row on the next
 call, and answers with an ETag, honouring HEAD and ``If-None-Match``.
@@ -34,22 +42,26 @@ from engine.errors import (
     problem_body,
 )
 from engine.observe import request_id_of
-from engine.openapi_operation import PATH_PARAM, Operations
+from engine.openapi_operation import PATH_PARAM, Operations, route_codes
 from engine.openapi_schemas import (
     HEADERS,
+    INTEGER,
     JSON,
     PARAMETERS,
     SCHEMAS,
     SECURITY_SCHEMES,
     column_schema,
+    header_object,
     nullable,
     phrase,
+    ref,
 )
 from engine.shaping import encode
 from engine.spec import METHODS
 
 if TYPE_CHECKING:  # the builder reads compiled objects; it never loads or runs anything
     from engine.catalog import Catalog
+    from engine.compiler import CompiledEndpoint
 
 __all__ = [  # column_schema and nullable: the types, as the engine answers them
     "ENGINE_OPERATIONS",
@@ -108,6 +120,244 @@ def operation_id(method: str, path: str) -> str:
     return f"{method.lower()}_{words}" if words else method.lower()
 
 
+# -- bulk imports ----------------------------------------------------------------------
+
+BULK_MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}  # as engine/bulk.py reads
+# a bulk_import column's type -> what a record's field holds (in JSON; CSV cells are its text)
+_BULK_FIELD: dict[str, dict[str, Any]] = {
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
+    "uuid": {"type": "string", "format": "uuid"},
+    "date": {"type": "string", "format": "date"},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "json": {},
+}
+_RECORD_PROBLEM = {
+    "type": "object",
+    "required": ["line", "pointer", "message"],
+    "properties": {
+        "line": {"type": "integer", "minimum": 1, "description": "the record's line in the body"},
+        "pointer": {
+            "type": "string",
+            "description": "JSON pointer to the field; empty: the record",
+        },
+        "message": {"type": "string"},
+    },
+}
+# answered before the body is read: these come first, as in the request flow
+_BEFORE_BODY = {
+    "AMBIGUOUS_CREDENTIALS",
+    "INVALID_TOKEN",
+    "AUTHENTICATION_REQUIRED",
+    "INSUFFICIENT_PERMISSIONS",
+    "RATE_LIMIT_EXCEEDED",
+}
+_ACCEPT_POST = header_object(
+    "The media types the import takes.", {"type": "string", "examples": ["text/csv"]}
+)
+# a JSON body's codes, which a bulk import never answers (a record's problem is listed)
+_JSON_BODY = {"PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "INVALID_JSON", "INVALID_BODY"}
+
+
+def bulk_codes(ep: CompiledEndpoint, errors: Any) -> list[str]:
+    """The codes a bulk import (engine/bulk.py) can answer, in the order of its flow."""
+    bulk = ep.spec.bulk
+    assert bulk is not None
+    body = ["PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE"]
+    if "csv" in bulk.formats:
+        body.append("INVALID_BODY")  # a CSV header naming no column, or one twice
+    if bulk.on_invalid == "reject":
+        body.append("BULK_INVALID_RECORDS")
+    out: list[str] = []
+    for code in route_codes(ep, errors):
+        if code in _JSON_BODY or (code == "VALIDATION_ERROR" and ep.query_schema is None):
+            continue
+        if body and code not in _BEFORE_BODY:
+            out += body
+            body = []
+        out.append(code)
+    return list(dict.fromkeys(out + body))
+
+
+class _Operations(Operations):
+    """:class:`Operations`, with each bulk row described as engine/bulk.py serves it."""
+
+    def __init__(
+        self, catalog: Catalog, max_body_bytes: int | None, bulk_max_body_bytes: int | None
+    ) -> None:
+        super().__init__(catalog, max_body_bytes)
+        self.bulk_max_body_bytes = bulk_max_body_bytes
+
+    def _bulk_limit(self, ep: CompiledEndpoint) -> int | None:
+        bulk = ep.spec.bulk
+        assert bulk is not None
+        limits = [n for n in (self.bulk_max_body_bytes, bulk.max_body_bytes) if n is not None]
+        return min(limits) if limits else None
+
+    def _notes(self, ep: CompiledEndpoint) -> str:
+        notes = super()._notes(ep)
+        bulk = ep.spec.bulk
+        if bulk is None:
+            return notes
+        kinds = " or ".join(
+            {"ndjson": "NDJSON (one JSON object a line)", "csv": "CSV (a header line naming "
+             "the fields, RFC 4180 quoting, an empty cell is an absent field)"}[f]
+            for f in bulk.formats
+        )  # fmt: skip
+        text = [
+            f"A bulk import: the body is {kinds}, read as it streams; each record is checked "
+            "against the record schema and the valid ones are loaded in one transaction."
+        ]
+        if bulk.on_invalid == "reject":
+            text.append(
+                "One invalid record and nothing is written: 422 `BULK_INVALID_RECORDS` lists "
+                f"the first {bulk.max_errors} problems (line, pointer, message)."
+            )
+        else:
+            text.append(
+                "Invalid records are skipped and counted in `rejected`; the first "
+                f"{bulk.max_errors} problems are listed in `errors`."
+            )
+        limit = self._bulk_limit(ep)
+        if limit is not None:
+            text.append(f"The body may be at most {limit} bytes (413).")
+        return "\n\n".join([notes, " ".join(text)] if notes else [" ".join(text)])
+
+    def _request_body(self, ep: CompiledEndpoint) -> dict[str, Any] | None:
+        bulk = ep.spec.bulk
+        if bulk is None:
+            return super()._request_body(ep)
+        names = [name for name, _ in bulk.columns]
+        if ep.body_schema is not None:  # the stored schema, as a component (one record)
+            stored = super()._request_body(ep)
+            assert stored is not None
+            record = stored["content"][JSON]["schema"]
+            what = f"the schema `{ep.body_schema.name}`"
+        else:
+            record = {
+                "type": "object",
+                "properties": {n: dict(_BULK_FIELD[kind]) for n, kind in bulk.columns},
+                "additionalProperties": False,
+            }
+            what = "the import's columns"
+        content: dict[str, Any] = {}
+        if "ndjson" in bulk.formats:
+            content[BULK_MEDIA["ndjson"]] = {"schema": record}  # one line
+        if "csv" in bulk.formats:
+            content[BULK_MEDIA["csv"]] = {
+                "schema": {
+                    "type": "string",
+                    "description": "A header line naming some of the fields "
+                    f"({', '.join(names)}), then one record a line; each record is checked "
+                    "as the NDJSON line with the same fields would be.",
+                }
+            }
+        return {
+            "description": f"The records, each checked against {what}; blank lines are skipped.",
+            "required": True,
+            "content": content,
+        }
+
+    def _success(self, ep: CompiledEndpoint) -> dict[str, Any]:
+        spec = ep.spec
+        if spec.bulk is None:
+            return super()._success(ep)
+        headers: dict[str, Any] = {"X-Request-ID": ref("headers", "X-Request-ID")}
+        if spec.rate_limit_per_minute:
+            headers |= {
+                h: ref("headers", h)
+                for h in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+            }
+        envelope = ep.success
+        for name, value in envelope.headers if envelope is not None else ():
+            headers[name] = header_object("From the response template.", {"enum": [value]})
+        headers["Idempotent-Replayed"] = ref("headers", "Idempotent-Replayed")
+        count = {**INTEGER, "minimum": 0}
+        properties: dict[str, Any] = {
+            "received": {**count, "description": "records read (blank lines are none)"}
+        }
+        if spec.result.shape == "scalar":
+            properties["result"] = {**self._payload(ep), "description": "the template's value"}
+        else:
+            properties["inserted"] = {**count, "description": "rows the template wrote"}
+        properties["rejected"] = {**count, "description": "invalid records (skipped)"}
+        properties["errors"] = {
+            "type": "array",
+            "items": _RECORD_PROBLEM,
+            "description": "the problems of the invalid records, the first of them",
+        }
+        payload = {"type": "object", "required": list(properties), "properties": properties}
+        body = (
+            self._wrapped(envelope, payload, None, count=False) if envelope is not None else payload
+        )
+        status = spec.result.status or 200
+        return {
+            str(status): {
+                "description": f"{phrase(status)}: the import committed; its counts.",
+                "headers": headers,
+                "content": {JSON: {"schema": body}},
+            }
+        }
+
+    def _errors(self, ep: CompiledEndpoint) -> dict[str, Any]:
+        if ep.spec.bulk is None:
+            return super()._errors(ep)
+        # the shared answers are built by Operations from the codes it is given: the same
+        # builder, with the codes of a streamed import and its own body limit
+        saved = self.max_body_bytes
+        self.max_body_bytes = self._bulk_limit(ep)
+        try:
+            return self._answers(ep, bulk_codes(ep, self.errors))
+        finally:
+            self.max_body_bytes = saved
+
+    def _answers(self, ep: CompiledEndpoint, codes: list[str]) -> dict[str, Any]:
+        """Operations._errors for ``codes`` (it takes route_codes'): one shared answer per
+        status listing its codes, and ``default``."""
+        by_status: dict[int, list[str]] = {}
+        for code in codes:
+            by_status.setdefault(self.errors.get(code).status, []).append(code)
+        envelope = ep.error or self.catalog.default_error_envelope
+        limited = (
+            ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+            if ep.spec.rate_limit_per_minute
+            else ()
+        )
+        out: dict[str, Any] = {}
+        for status in sorted(by_status):
+            names = ["X-Request-ID", "Content-Language", *limited]
+            if status == 401:
+                names.append("WWW-Authenticate")
+            if status in (429, 503):
+                names.append("Retry-After")
+            if status == 415:
+                names.append("Accept-Post")
+            headers: dict[str, Any] = {
+                h: ref("headers", h) if h in HEADERS else _ACCEPT_POST for h in names
+            }
+            for name, value in envelope.headers if envelope is not None else ():
+                headers[name] = header_object("From the response template.", {"enum": [value]})
+            listed = "; ".join(f"`{c}`: {self.errors.get(c).message}" for c in by_status[status])
+            if status == 413 and self.max_body_bytes:
+                listed += f" (at most {self.max_body_bytes} bytes)"
+            examples = {c: ref("examples", self._example(c)) for c in by_status[status]}
+            response = {
+                "description": f"{phrase(status)}. {listed}",
+                "headers": headers,
+                "content": {
+                    PROBLEM_CONTENT_TYPE: {
+                        "schema": ref("schemas", "Problem"),
+                        "examples": examples,
+                    }
+                },
+            }
+            out[str(status)] = ref("responses", self._shared(f"E{status}", response))
+        out["default"] = ref("responses", self._other_error())
+        return out
+
+
 EngineRoute = str | tuple[str, Collection[str] | None]
 """A route the app serves itself: a path (every method), or (path, its methods or None)."""
 
@@ -135,16 +385,18 @@ def build_document(
     catalog: Catalog,
     *,
     max_body_bytes: int | None = None,
+    bulk_max_body_bytes: int | None = None,
     engine_paths: Iterable[EngineRoute] = (),
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``catalog``'s serving routes (``info.version`` empty).
 
-    ``engine_paths``: the routes the app serves itself; those of
+    ``bulk_max_body_bytes``: ENGINE_BULK_MAX_BODY_BYTES, a bulk row's body limit (or its
+    own, when smaller). ``engine_paths``: the routes the app serves itself; those of
     :data:`ENGINE_OPERATIONS` among them are listed under the tag ``engine``, the
     admin API's built-in ones under ``admin``. A row at a (path, method) the app
     serves itself is never reached, so it is left out.
     """
-    operations = Operations(catalog, max_body_bytes)
+    operations = _Operations(catalog, max_body_bytes, bulk_max_body_bytes)
     served = _served(engine_paths)
     by_id = sorted(
         (ep for ep in catalog.endpoints if not _shadowed(served, ep.spec.path, ep.spec.method)),
@@ -205,10 +457,16 @@ def render(
     catalog: Catalog,
     *,
     max_body_bytes: int | None = None,
+    bulk_max_body_bytes: int | None = None,
     engine_paths: Iterable[EngineRoute] = (),
 ) -> tuple[bytes, str]:
     """(the encoded document, its ETag); ``info.version`` is a digest of the rest."""
-    document = build_document(catalog, max_body_bytes=max_body_bytes, engine_paths=engine_paths)
+    document = build_document(
+        catalog,
+        max_body_bytes=max_body_bytes,
+        bulk_max_body_bytes=bulk_max_body_bytes,
+        engine_paths=engine_paths,
+    )
     document["info"]["version"] = hashlib.blake2b(encode(document), digest_size=6).hexdigest()
     body = encode(document)
     return body, '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
@@ -246,6 +504,7 @@ class OpenApiEndpoint:
                 render,
                 catalog,
                 max_body_bytes=services.settings.max_body_bytes,
+                bulk_max_body_bytes=services.settings.bulk_max_body_bytes,
                 engine_paths=[
                     (getattr(r, "path", ""), getattr(r, "methods", None)) for r in app.routes
                 ],

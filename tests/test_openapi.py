@@ -25,6 +25,7 @@ from engine.binding import Binder
 from engine.catalog import Catalog
 from engine.compiler import CacheConfig, CompiledEndpoint
 from engine.errors import ErrorCatalog, ErrorCode
+from engine.records import compile_plan
 from engine.shaping import NON_FINITE, Envelope, Shaper, encode
 from engine.spec import parse_row
 from engine.validation import compile_schema
@@ -606,6 +607,21 @@ def test_a_seeded_wfm_route_is_typed_as_served(client: EngineClient) -> None:
     body = deref(doc, export["requestBody"]["content"]["application/json"]["schema"])
     assert "table" in body["properties"]
 
+    bulk = doc["paths"]["/api/v1/db/database/bulk/import/contact_statistics"]["post"]
+    assert list(bulk["requestBody"]["content"]) == ["application/x-ndjson", "text/csv"]
+    record = deref(doc, bulk["requestBody"]["content"]["application/x-ndjson"]["schema"])
+    assert record["required"] == ["service_id", "interval_start"]
+    assert "tenant_id" not in record["properties"]  # the caller's claim, never a field
+    assert set(json_schema(doc, bulk["responses"]["200"])["properties"]) == {
+        "received",
+        "inserted",
+        "rejected",
+        "errors",
+    }
+    assert "BULK_INVALID_RECORDS" in codes_of(doc, bulk, "422")
+    assert "PAYLOAD_TOO_LARGE" in codes_of(doc, bulk, "413")
+    assert bulk["x-required-roles"] == ["wfm_admin"]
+
 
 def test_head_and_etag_and_a_reload_adds_a_route_but_never_a_refused_row(
     db: DB, client: EngineClient
@@ -652,3 +668,67 @@ def test_head_and_etag_and_a_reload_adds_a_route_but_never_a_refused_row(
     assert changed.headers["etag"] != etag
     assert changed.json()["info"]["version"] != first.json()["info"]["version"]
     assert client.get("/openapi.json", headers={"If-None-Match": etag}).status_code == 200
+
+
+def bulk_endpoint(**bulk: Any) -> CompiledEndpoint:
+    """A bulk row (bulk_import) as the compiler makes it: its record schema, its plan."""
+    columns = {"service_id": "integer", "interval_start": "timestamp", "offered": "integer"}
+    ep = endpoint(
+        7,
+        "/t/stats/import",
+        "POST",
+        params=[{"name": "tenant_id", "in": "auth", "claim": "tenant_id", "type": "integer"}],
+        result={"shape": "none", "status": 201},
+        body_schema={
+            "type": "object",
+            "required": ["service_id", "interval_start"],
+            "properties": {
+                "service_id": {"type": "integer", "minimum": 1},
+                "interval_start": {"type": "string"},
+                "offered": {"type": "integer", "minimum": 0},
+            },
+        },
+        sql="INSERT INTO s SELECT $1, * FROM bulk_records",
+        bulk_import={"columns": columns, **bulk},
+        rate_limit_per_minute=20,
+        required_roles=["loader"],
+    )
+    assert ep.spec.bulk is not None and ep.body_schema is not None
+    return dataclasses.replace(
+        ep, bulk=compile_plan(ep.spec.bulk, ep.spec.sql, ep.body_schema), columns=()
+    )
+
+
+def test_a_bulk_row_takes_ndjson_or_csv_records_and_answers_counts() -> None:
+    doc = document(bulk_endpoint(max_body_bytes=5000))
+    op = doc["paths"]["/t/stats/import"]["post"]
+    body = op["requestBody"]
+    assert body["required"] is True
+    assert list(body["content"]) == ["application/x-ndjson", "text/csv"]
+    record = deref(doc, body["content"]["application/x-ndjson"]["schema"])
+    assert record["required"] == ["service_id", "interval_start"]
+    assert record["properties"]["offered"]["minimum"] == 0
+    assert (
+        "service_id, interval_start, offered"
+        in (body["content"]["text/csv"]["schema"]["description"])
+    )
+    assert set(op["responses"]) >= {"201", "413", "415", "422", "400", "default"}
+    answer = json_schema(doc, op["responses"]["201"])
+    assert answer["required"] == ["received", "inserted", "rejected", "errors"]
+    assert answer["properties"]["errors"]["items"]["required"] == ["line", "pointer", "message"]
+    assert "Idempotent-Replayed" in op["responses"]["201"]["headers"]
+    assert codes_of(doc, op, "422") >= {"BULK_INVALID_RECORDS", "IDEMPOTENCY_KEY_REUSED"}
+    assert "PAYLOAD_TOO_LARGE" in codes_of(doc, op, "413")
+    assert "(at most 5000 bytes)" in deref(doc, op["responses"]["413"])["description"]
+    assert codes_of(doc, op, "415") == {"UNSUPPORTED_MEDIA_TYPE"}
+    assert "Accept-Post" in deref(doc, op["responses"]["415"])["headers"]
+    assert "INVALID_BODY" in codes_of(doc, op, "400")  # a CSV header naming no column
+    every = set().union(*(codes_of(doc, op, s) for s in op["responses"] if s[0] in "45"))
+    assert not every & {"INVALID_JSON", "VALIDATION_ERROR"}  # a record's problem is listed
+    assert "BULK_INVALID_RECORDS" in op["description"] and "at most 5000 bytes" in op["description"]
+
+    ndjson_only = document(bulk_endpoint(formats=["ndjson"], on_invalid="skip"))
+    op = ndjson_only["paths"]["/t/stats/import"]["post"]
+    assert list(op["requestBody"]["content"]) == ["application/x-ndjson"]
+    every = set().union(*(codes_of(ndjson_only, op, s) for s in op["responses"] if s[0] in "45"))
+    assert "BULK_INVALID_RECORDS" not in every and "INVALID_BODY" not in every

@@ -48,6 +48,10 @@ VALIDATE_TABLE = ("GET", f"{DB_API}/validation/{{table_name}}")
 RUN_CHECKS = ("POST", f"{DB_API}/validation/run-checks")
 BULK_EXPORT = ("POST", f"{DB_API}/bulk/export")
 BULK_IMPORT = ("POST", f"{DB_API}/bulk/import")
+BULK_PATH_IMPORTS = tuple(  # NDJSON or CSV, streamed (engine/bulk.py); tests/test_wfm_bulk.py
+    ("POST", f"{DB_API}/bulk/import/{table}")
+    for table in ("contact_statistics", "agent_activity", "agents", "work_schedules")
+)
 CLEANUP = ("POST", f"{DB_API}/maintenance/cleanup")
 SCHEMA_INFO = ("GET", f"{DB_API}/schema/info")
 REALTIME_METRICS = ("GET", "/api/v1/performance/metrics/realtime")
@@ -222,7 +226,8 @@ def test_every_wfm_endpoint_is_served_and_tested(
         "FROM api_endpoint_mappings WHERE service_name LIKE 'wfm\\_%'"
     )
     seeded = {(r["http_method"], r["endpoint_path"]) for r in mapped}
-    assert len(seeded) == 28  # 18 of seeds-docs/000 (health once) and 10 of 001
+    # 18 of seeds-docs/000 (health once), 10 of 001, and the 4 bulk-path imports
+    assert len(seeded) == 32
     # every row under the WFM prefixes belongs to the domain
     under = {
         (r["http_method"], r["endpoint_path"])
@@ -243,7 +248,7 @@ def test_every_wfm_endpoint_is_served_and_tested(
             "JOIN api_endpoint_mappings m ON m.id = s.endpoint_mapping_id"
         )
     }
-    admin_only = {BULK_IMPORT, CLEANUP}
+    admin_only = {BULK_IMPORT, CLEANUP, *BULK_PATH_IMPORTS}
     for r in mapped:
         key = (r["http_method"], r["endpoint_path"])
         if r["http_method"] == "GET":
@@ -531,7 +536,7 @@ def test_health_needs_no_token_and_checks_the_domain_tables(client: EngineClient
     assert body["status"] == "ok" and body["database"] == "ok"
     assert body["tables_expected"] == body["tables_present"] == tables
     assert body["missing_tables"] == []
-    assert body["endpoints_active"] == 28
+    assert body["endpoints_active"] == 32
     assert "ratelimit-limit" not in client.get(url).headers  # no rate limit on health
     assert client.head(url).status_code == 200
 
@@ -1343,6 +1348,45 @@ def test_bulk_export_streams_ndjson(client: EngineClient, db: DB) -> None:
         403,
         "INSUFFICIENT_PERMISSIONS",
     )
+
+
+@covers(*BULK_PATH_IMPORTS)
+def test_bulk_path_imports_take_ndjson_and_csv_records(client: EngineClient, db: DB) -> None:
+    """One import through each bulk-path row; tests/test_wfm_bulk.py has the rest."""
+    h = admin(client)
+    _, _, tomorrow = days(db)
+    bodies = {
+        "contact_statistics": (
+            "text/csv",
+            f"service_id,interval_start,offered,answered\n1,{tomorrow.isoformat()},10,9\n",
+        ),
+        "agents": ("application/x-ndjson", '{"employee_number": "T1-0700", "full_name": "B"}\n'),
+        "agent_activity": (
+            "application/x-ndjson",
+            f'{{"agent_id": 1, "activity_date": "{tomorrow.date()}", "calls_handled": 3}}\n',
+        ),
+        "work_schedules": (
+            "text/csv",
+            "agent_id,service_id,shift_start,shift_end\n"
+            f"1,1,{tomorrow.isoformat()},{(tomorrow + dt.timedelta(hours=8)).isoformat()}\n",
+        ),
+    }
+    for table, (media, text) in bodies.items():  # agents before the activity that names one
+        response = client.post(
+            f"{DB_API}/bulk/import/{table}",
+            content=text.encode(),
+            headers={**h, "Content-Type": media},
+        )
+        assert ok(response) == {"received": 1, "inserted": 1, "rejected": 0, "errors": []}, table
+    assert_problem(
+        client.post(
+            BULK_PATH_IMPORTS[0][1],
+            content=b'{"service_id": 5, "interval_start": "2031-01-01T00:00:00Z"}\n',
+            headers={**h, "Content-Type": "application/x-ndjson"},
+        ),
+        422,
+        "WFM_IMPORT_INVALID",
+    )  # tenant 2's service
 
 
 @covers(BULK_IMPORT, VALIDATE_TABLE, CONTACT_STATISTICS)

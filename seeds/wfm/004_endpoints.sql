@@ -3,12 +3,15 @@
 --   error codes        every code the functions of 002 raise, plus WFM_AGENT_NOT_FOUND,
 --                      in English with Russian localized_messages
 --   helpers            wfm_api_scope, wfm_api_period, wfm_api_calculate_forecast,
---                      wfm_api_trigger_syncs, wfm_api_optimization_suggest: small functions
---                      the templates below call (the computations are part 1's, in 002)
---   endpoints          28 api_endpoint_mappings rows: the 18 of 000 under
+--                      wfm_api_trigger_syncs, wfm_api_optimization_suggest,
+--                      wfm_api_bulk_check: small functions the templates below call (the
+--                      computations are part 1's, in 002)
+--   endpoints          32 api_endpoint_mappings rows: the 18 of 000 under
 --                      /api/v1/db/database/ and the 10 of 001 under /api/v1/performance/
---                      and /api/v1/integration/
---   schemas            JSON Schemas (draft 2020-12) for every POST body, and for the query
+--                      and /api/v1/integration/, and 4 bulk-path imports (bulk_import:
+--                      NDJSON or CSV, streamed) under /api/v1/db/database/bulk/import/
+--   schemas            JSON Schemas (draft 2020-12) for every POST body (a bulk import's:
+--                      one record), and for the query
 --                      string of every GET that takes filters (closed: a misspelt filter is
 --                      a 400, never silently ignored)
 --   sanitization       three rules scoped to WFM endpoints (trim and lower-case names)
@@ -376,6 +379,109 @@ BEGIN
 END;
 $$;
 
+-- The bulk-path imports (POST /api/v1/db/database/bulk/import/<table>, NDJSON or
+-- CSV): the caller's tenant, after checking the records COPYed into the staging
+-- table bulk_records (engine/bulk.py) as wfm_bulk_import checks its JSON rows:
+-- every service, agent, group and schedule template named must be the tenant's,
+-- and no two records may have the same key (contact_statistics: service_id and
+-- interval_start, agent_activity: agent_id and activity_date, agents:
+-- employee_number); a statistics interval must start on a 15-minute boundary.
+-- The first problem, by line of the body, is WFM_IMPORT_INVALID ("Line 7:
+-- service 5 not found"); the import then writes nothing. Required fields and
+-- types are the record schemas' (below). Templates call it as their first FROM
+-- item, so it runs before any record is written; only the branch of p_table
+-- runs, so each reads only the columns its import stages.
+CREATE OR REPLACE FUNCTION wfm_api_bulk_check(p_tenant INTEGER, p_table TEXT)
+RETURNS INTEGER
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+    v_bad RECORD;
+BEGIN
+    IF p_tenant IS NULL THEN
+        RAISE EXCEPTION 'WFM_INVALID_PARAMETER' USING DETAIL = 'A tenant is required';
+    END IF;
+    IF p_table = 'contact_statistics' THEN
+        SELECT x.line, x.problem INTO v_bad
+        FROM (
+            SELECT r._line AS line, format('service %s not found', r.service_id) AS problem
+            FROM bulk_records r
+            WHERE NOT EXISTS (SELECT 1 FROM services s WHERE s.service_id = r.service_id AND s.tenant_id = p_tenant)
+            UNION ALL
+            SELECT r._line, format('interval_start %s is not on a 15-minute boundary', r.interval_start)
+            FROM bulk_records r
+            WHERE r.interval_start <> date_bin('15 minutes', r.interval_start, TIMESTAMPTZ '2000-01-01 00:00+00')
+            UNION ALL
+            SELECT max(r._line), format('the same service_id and interval_start as line %s', min(r._line))
+            FROM bulk_records r GROUP BY r.service_id, r.interval_start HAVING count(*) > 1
+        ) x
+        ORDER BY x.line LIMIT 1;
+    ELSIF p_table = 'agent_activity' THEN
+        SELECT x.line, x.problem INTO v_bad
+        FROM (
+            SELECT r._line AS line, format('agent %s not found', r.agent_id) AS problem
+            FROM bulk_records r
+            WHERE NOT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = r.agent_id AND a.tenant_id = p_tenant)
+            UNION ALL
+            SELECT r._line, format('service %s not found', r.service_id)
+            FROM bulk_records r
+            WHERE r.service_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM services s WHERE s.service_id = r.service_id AND s.tenant_id = p_tenant)
+            UNION ALL
+            SELECT max(r._line), format('the same agent_id and activity_date as line %s', min(r._line))
+            FROM bulk_records r GROUP BY r.agent_id, r.activity_date HAVING count(*) > 1
+        ) x
+        ORDER BY x.line LIMIT 1;
+    ELSIF p_table = 'agents' THEN
+        SELECT x.line, x.problem INTO v_bad
+        FROM (
+            SELECT r._line AS line, format('group %s not found', r.group_id) AS problem
+            FROM bulk_records r
+            WHERE r.group_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM service_groups g WHERE g.group_id = r.group_id AND g.tenant_id = p_tenant)
+            UNION ALL
+            SELECT r._line, format('primary service %s not found', r.primary_service_id)
+            FROM bulk_records r
+            WHERE r.primary_service_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM services s
+                              WHERE s.service_id = r.primary_service_id AND s.tenant_id = p_tenant)
+            UNION ALL
+            SELECT max(r._line), format('the same employee_number as line %s', min(r._line))
+            FROM bulk_records r GROUP BY r.employee_number HAVING count(*) > 1
+        ) x
+        ORDER BY x.line LIMIT 1;
+    ELSIF p_table = 'work_schedules' THEN
+        SELECT x.line, x.problem INTO v_bad
+        FROM (
+            SELECT r._line AS line, format('agent %s not found', r.agent_id) AS problem
+            FROM bulk_records r
+            WHERE NOT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = r.agent_id AND a.tenant_id = p_tenant)
+            UNION ALL
+            SELECT r._line, format('service %s not found', r.service_id)
+            FROM bulk_records r
+            WHERE NOT EXISTS (SELECT 1 FROM services s WHERE s.service_id = r.service_id AND s.tenant_id = p_tenant)
+            UNION ALL
+            SELECT r._line, format('template %s not found', r.template_id)
+            FROM bulk_records r
+            WHERE r.template_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM schedule_templates t
+                              WHERE t.template_id = r.template_id AND t.tenant_id = p_tenant)
+        ) x
+        ORDER BY x.line LIMIT 1;
+    ELSE
+        RAISE EXCEPTION 'WFM_UNKNOWN_TABLE'
+            USING DETAIL = format('Cannot import into %s; importable tables: contact_statistics, '
+                                  'agent_activity, agents, work_schedules',
+                                  COALESCE(quote_literal(left(p_table, 80)), 'NULL'));
+    END IF;
+    IF FOUND THEN  -- the SELECT of p_table's branch found a problem
+        RAISE EXCEPTION 'WFM_IMPORT_INVALID' USING DETAIL = format('Line %s: %s', v_bad.line, v_bad.problem);
+    END IF;
+    RETURN p_tenant;
+END;
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Endpoint mappings
 -- ---------------------------------------------------------------------------
@@ -728,6 +834,8 @@ $sql$SELECT wfm_bulk_import($1, $2, $3, $4) AS result$sql$,
 '{"shape": "scalar", "status": 200}',
 FALSE, 0, 20, TRUE, '{wfm_admin}', '{}', TRUE, 60000,
 'Import up to 10000 rows into contact_statistics, agent_activity, agents or work_schedules, all or nothing.'),
+-- (the bulk-path imports, NDJSON or CSV and unbounded, are the next statement's rows:
+-- POST /api/v1/db/database/bulk/import/<table>, one row per table)
 
 -- 000: administration ---------------------------------------------------------------
 
@@ -952,6 +1060,182 @@ WHERE (m.service_name, m.database_operation, m.target_table, m.target_schema, m.
        EXCLUDED.required_permissions, EXCLUDED.is_active, EXCLUDED.statement_timeout_ms,
        EXCLUDED.description);
 
+-- 000: bulk operations, the bulk path (engine/bulk.py) ------------------------------
+-- POST /api/v1/db/database/bulk/import/<table>: the same four tables as the JSON
+-- import above, the body NDJSON (Content-Type application/x-ndjson, one record a
+-- line) or CSV (text/csv, a header line naming the fields, an empty cell = an
+-- absent field), streamed: each record is checked against the row's record schema
+-- (the validation schemas below) as it arrives and COPYed into the temporary table
+-- bulk_records; the template then loads them all in one statement of the same
+-- transaction. An invalid record: 422 BULK_INVALID_RECORDS listing line, pointer
+-- and message, and nothing is written; a reference to another tenant's service,
+-- agent, group or template, or two records with one key: 422 WFM_IMPORT_INVALID
+-- naming the line (wfm_api_bulk_check); no limit of rows, the body at most
+-- ENGINE_BULK_MAX_BODY_BYTES (413). As wfm_bulk_import's default mode (upsert):
+-- a record whose key is stored updates that row, keeping the fields it leaves out
+-- (the LEFT JOIN of the stored row); a new one gets the defaults. Work schedules
+-- have no natural key: each record is a new shift. The tenant is always the
+-- caller's (in: auth); a record has no tenant_id field (its schema is closed).
+-- The answer: {"received", "inserted" (rows written, new or updated), "rejected",
+-- "errors"}. Roles as the JSON import: wfm_admin.
+
+INSERT INTO api_endpoint_mappings AS m
+    (endpoint_path, http_method, service_name, database_operation, target_table, target_schema,
+     query_template, query_parameters, result_mapping, bulk_import,
+     cache_enabled, cache_ttl_seconds, rate_limit_per_minute,
+     requires_auth, required_roles, required_permissions, is_active, statement_timeout_ms,
+     description)
+VALUES
+('/api/v1/db/database/bulk/import/contact_statistics', 'POST', 'wfm_bulk', 'INSERT', 'contact_statistics',
+ 'public',
+$sql$INSERT INTO contact_statistics AS t (
+    tenant_id, service_id, interval_start, offered, answered, abandoned, answered_within_threshold,
+    answered_within_10s, answered_within_20s, answered_within_30s, answered_within_60s,
+    talk_seconds, hold_seconds, wrap_seconds, wait_seconds, max_wait_seconds, agents_staffed)
+SELECT scope.tenant_id, r.service_id, r.interval_start,
+       COALESCE(r.offered, cur.offered, 0), COALESCE(r.answered, cur.answered, 0),
+       COALESCE(r.abandoned, cur.abandoned, 0),
+       COALESCE(r.answered_within_threshold, cur.answered_within_threshold, 0),
+       COALESCE(r.answered_within_10s, cur.answered_within_10s),
+       COALESCE(r.answered_within_20s, cur.answered_within_20s),
+       COALESCE(r.answered_within_30s, cur.answered_within_30s),
+       COALESCE(r.answered_within_60s, cur.answered_within_60s),
+       COALESCE(r.talk_seconds, cur.talk_seconds, 0), COALESCE(r.hold_seconds, cur.hold_seconds, 0),
+       COALESCE(r.wrap_seconds, cur.wrap_seconds, 0), COALESCE(r.wait_seconds, cur.wait_seconds, 0),
+       COALESCE(r.max_wait_seconds, cur.max_wait_seconds), COALESCE(r.agents_staffed, cur.agents_staffed)
+FROM wfm_api_bulk_check($1, 'contact_statistics') AS scope (tenant_id)
+CROSS JOIN bulk_records r
+LEFT JOIN contact_statistics cur
+       ON cur.tenant_id = scope.tenant_id AND cur.service_id = r.service_id
+      AND cur.interval_start = r.interval_start
+ON CONFLICT (service_id, interval_start) DO UPDATE
+SET offered = EXCLUDED.offered, answered = EXCLUDED.answered, abandoned = EXCLUDED.abandoned,
+    answered_within_threshold = EXCLUDED.answered_within_threshold,
+    answered_within_10s = EXCLUDED.answered_within_10s, answered_within_20s = EXCLUDED.answered_within_20s,
+    answered_within_30s = EXCLUDED.answered_within_30s, answered_within_60s = EXCLUDED.answered_within_60s,
+    talk_seconds = EXCLUDED.talk_seconds, hold_seconds = EXCLUDED.hold_seconds,
+    wrap_seconds = EXCLUDED.wrap_seconds, wait_seconds = EXCLUDED.wait_seconds,
+    max_wait_seconds = EXCLUDED.max_wait_seconds, agents_staffed = EXCLUDED.agents_staffed
+WHERE t.tenant_id = EXCLUDED.tenant_id$sql$,
+'[{"name": "tenant_id", "in": "auth", "claim": "tenant_id", "type": "integer", "required": true}]',
+'{"shape": "none", "status": 200}',
+'{"formats": ["ndjson", "csv"], "on_invalid": "reject", "max_errors": 100,
+  "description": "contact statistics per service and 15-minute interval",
+  "columns": {"service_id": "integer", "interval_start": "timestamp", "offered": "integer",
+              "answered": "integer", "abandoned": "integer", "answered_within_threshold": "integer",
+              "answered_within_10s": "integer", "answered_within_20s": "integer",
+              "answered_within_30s": "integer", "answered_within_60s": "integer",
+              "talk_seconds": "integer", "hold_seconds": "integer", "wrap_seconds": "integer",
+              "wait_seconds": "integer", "max_wait_seconds": "integer", "agents_staffed": "number"}}',
+FALSE, 0, 20, TRUE, '{wfm_admin}', '{}', TRUE, 120000,
+'Import contact statistics as NDJSON or CSV, streamed, all or nothing: upsert on service and interval.'),
+
+('/api/v1/db/database/bulk/import/agent_activity', 'POST', 'wfm_bulk', 'INSERT', 'agent_activity', 'public',
+$sql$INSERT INTO agent_activity AS t (
+    tenant_id, agent_id, activity_date, service_id, login_seconds, ready_seconds, talk_seconds,
+    hold_seconds, wrap_seconds, not_ready_seconds, calls_handled, transfers, scheduled_seconds,
+    adherent_seconds)
+SELECT scope.tenant_id, r.agent_id, r.activity_date, COALESCE(r.service_id, cur.service_id),
+       COALESCE(r.login_seconds, cur.login_seconds, 0), COALESCE(r.ready_seconds, cur.ready_seconds, 0),
+       COALESCE(r.talk_seconds, cur.talk_seconds, 0), COALESCE(r.hold_seconds, cur.hold_seconds, 0),
+       COALESCE(r.wrap_seconds, cur.wrap_seconds, 0), COALESCE(r.not_ready_seconds, cur.not_ready_seconds, 0),
+       COALESCE(r.calls_handled, cur.calls_handled, 0), COALESCE(r.transfers, cur.transfers, 0),
+       COALESCE(r.scheduled_seconds, cur.scheduled_seconds, 0),
+       COALESCE(r.adherent_seconds, cur.adherent_seconds, 0)
+FROM wfm_api_bulk_check($1, 'agent_activity') AS scope (tenant_id)
+CROSS JOIN bulk_records r
+LEFT JOIN agent_activity cur
+       ON cur.tenant_id = scope.tenant_id AND cur.agent_id = r.agent_id AND cur.activity_date = r.activity_date
+ON CONFLICT (agent_id, activity_date) DO UPDATE
+SET service_id = EXCLUDED.service_id, login_seconds = EXCLUDED.login_seconds,
+    ready_seconds = EXCLUDED.ready_seconds, talk_seconds = EXCLUDED.talk_seconds,
+    hold_seconds = EXCLUDED.hold_seconds, wrap_seconds = EXCLUDED.wrap_seconds,
+    not_ready_seconds = EXCLUDED.not_ready_seconds, calls_handled = EXCLUDED.calls_handled,
+    transfers = EXCLUDED.transfers, scheduled_seconds = EXCLUDED.scheduled_seconds,
+    adherent_seconds = EXCLUDED.adherent_seconds
+WHERE t.tenant_id = EXCLUDED.tenant_id$sql$,
+'[{"name": "tenant_id", "in": "auth", "claim": "tenant_id", "type": "integer", "required": true}]',
+'{"shape": "none", "status": 200}',
+'{"formats": ["ndjson", "csv"], "on_invalid": "reject", "max_errors": 100,
+  "description": "agent activity per agent and UTC day",
+  "columns": {"agent_id": "integer", "activity_date": "date", "service_id": "integer",
+              "login_seconds": "integer", "ready_seconds": "integer", "talk_seconds": "integer",
+              "hold_seconds": "integer", "wrap_seconds": "integer", "not_ready_seconds": "integer",
+              "calls_handled": "integer", "transfers": "integer", "scheduled_seconds": "integer",
+              "adherent_seconds": "integer"}}',
+FALSE, 0, 20, TRUE, '{wfm_admin}', '{}', TRUE, 120000,
+'Import agent activity as NDJSON or CSV, streamed, all or nothing: upsert on agent and day.'),
+
+('/api/v1/db/database/bulk/import/agents', 'POST', 'wfm_bulk', 'INSERT', 'agents', 'public',
+$sql$INSERT INTO agents AS t (tenant_id, employee_number, full_name, email, group_id, primary_service_id,
+                         employment_type, weekly_hours, hire_date, is_active)
+SELECT scope.tenant_id, r.employee_number, COALESCE(r.full_name, cur.full_name), COALESCE(r.email, cur.email),
+       COALESCE(r.group_id, cur.group_id), COALESCE(r.primary_service_id, cur.primary_service_id),
+       COALESCE(r.employment_type, cur.employment_type, 'full_time'),
+       COALESCE(r.weekly_hours, cur.weekly_hours, 40), COALESCE(r.hire_date, cur.hire_date),
+       COALESCE(r.is_active, cur.is_active, TRUE)
+FROM wfm_api_bulk_check($1, 'agents') AS scope (tenant_id)
+CROSS JOIN bulk_records r
+LEFT JOIN agents cur ON cur.tenant_id = scope.tenant_id AND cur.employee_number = r.employee_number
+ON CONFLICT (tenant_id, employee_number) DO UPDATE
+SET full_name = EXCLUDED.full_name, email = EXCLUDED.email, group_id = EXCLUDED.group_id,
+    primary_service_id = EXCLUDED.primary_service_id, employment_type = EXCLUDED.employment_type,
+    weekly_hours = EXCLUDED.weekly_hours, hire_date = EXCLUDED.hire_date, is_active = EXCLUDED.is_active$sql$,
+'[{"name": "tenant_id", "in": "auth", "claim": "tenant_id", "type": "integer", "required": true}]',
+'{"shape": "none", "status": 200}',
+'{"formats": ["ndjson", "csv"], "on_invalid": "reject", "max_errors": 100,
+  "description": "agents, keyed by employee_number",
+  "columns": {"employee_number": "string", "full_name": "string", "email": "string",
+              "group_id": "integer", "primary_service_id": "integer", "employment_type": "string",
+              "weekly_hours": "number", "hire_date": "date", "is_active": "boolean"}}',
+FALSE, 0, 20, TRUE, '{wfm_admin}', '{}', TRUE, 120000,
+'Import agents as NDJSON or CSV, streamed, all or nothing: upsert on employee_number.'),
+
+('/api/v1/db/database/bulk/import/work_schedules', 'POST', 'wfm_bulk', 'INSERT', 'work_schedules', 'public',
+$sql$INSERT INTO work_schedules (tenant_id, agent_id, service_id, template_id, shift_start, shift_end, status, notes)
+SELECT scope.tenant_id, r.agent_id, r.service_id, r.template_id, r.shift_start, r.shift_end,
+       COALESCE(r.status, 'planned'), r.notes
+FROM wfm_api_bulk_check($1, 'work_schedules') AS scope (tenant_id)
+CROSS JOIN bulk_records r$sql$,
+'[{"name": "tenant_id", "in": "auth", "claim": "tenant_id", "type": "integer", "required": true}]',
+'{"shape": "none", "status": 200}',
+'{"formats": ["ndjson", "csv"], "on_invalid": "reject", "max_errors": 100,
+  "description": "shifts, each record a new one",
+  "columns": {"agent_id": "integer", "service_id": "integer", "template_id": "integer",
+              "shift_start": "timestamp", "shift_end": "timestamp", "status": "string", "notes": "string"}}',
+FALSE, 0, 20, TRUE, '{wfm_admin}', '{}', TRUE, 120000,
+'Import shifts as NDJSON or CSV, streamed, all or nothing; each record is a new shift.')
+
+ON CONFLICT (endpoint_path, http_method) DO UPDATE SET
+    service_name          = EXCLUDED.service_name,
+    database_operation    = EXCLUDED.database_operation,
+    target_table          = EXCLUDED.target_table,
+    target_schema         = EXCLUDED.target_schema,
+    query_template        = EXCLUDED.query_template,
+    query_parameters      = EXCLUDED.query_parameters,
+    result_mapping        = EXCLUDED.result_mapping,
+    bulk_import           = EXCLUDED.bulk_import,
+    cache_enabled         = EXCLUDED.cache_enabled,
+    cache_ttl_seconds     = EXCLUDED.cache_ttl_seconds,
+    rate_limit_per_minute = EXCLUDED.rate_limit_per_minute,
+    requires_auth         = EXCLUDED.requires_auth,
+    required_roles        = EXCLUDED.required_roles,
+    required_permissions  = EXCLUDED.required_permissions,
+    is_active             = EXCLUDED.is_active,
+    statement_timeout_ms  = EXCLUDED.statement_timeout_ms,
+    description           = EXCLUDED.description
+WHERE (m.service_name, m.database_operation, m.target_table, m.target_schema, m.query_template,
+       m.query_parameters, m.result_mapping, m.bulk_import, m.cache_enabled, m.cache_ttl_seconds,
+       m.rate_limit_per_minute, m.requires_auth, m.required_roles, m.required_permissions,
+       m.is_active, m.statement_timeout_ms, m.description)
+      IS DISTINCT FROM
+      (EXCLUDED.service_name, EXCLUDED.database_operation, EXCLUDED.target_table,
+       EXCLUDED.target_schema, EXCLUDED.query_template, EXCLUDED.query_parameters,
+       EXCLUDED.result_mapping, EXCLUDED.bulk_import, EXCLUDED.cache_enabled,
+       EXCLUDED.cache_ttl_seconds, EXCLUDED.rate_limit_per_minute, EXCLUDED.requires_auth,
+       EXCLUDED.required_roles, EXCLUDED.required_permissions, EXCLUDED.is_active,
+       EXCLUDED.statement_timeout_ms, EXCLUDED.description);
+
 -- ---------------------------------------------------------------------------
 -- Validation schemas (draft 2020-12). Bodies: every POST; every object is
 -- closed (unknown fields are refused). Query strings: every GET with filters,
@@ -1048,6 +1332,83 @@ VALUES
     "rows": {"type": "array", "minItems": 1, "maxItems": 10000,
              "items": {"type": "object", "minProperties": 1}},
     "mode": {"enum": ["upsert", "insert"]}
+  }
+}', NULL, TRUE, FALSE, TRUE, 'body'),
+
+-- the bulk-path imports: each schema describes one record (an NDJSON line, a CSV
+-- row), closed like the bodies; no "$schema" key, which would send every record
+-- to the full validator instead of the compiled fast check (engine/records.py).
+-- Timestamps are checked by the column's coercion (ISO 8601, naive = UTC).
+(api_mapping_id('/api/v1/db/database/bulk/import/contact_statistics', 'POST'), 'wfm_bulk_contact_statistics', '{
+  "type": "object",
+  "required": ["service_id", "interval_start"],
+  "properties": {
+    "service_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "interval_start": {"type": "string", "minLength": 10, "maxLength": 40},
+    "offered": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "answered": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "abandoned": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "answered_within_threshold": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "answered_within_10s": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "answered_within_20s": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "answered_within_30s": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "answered_within_60s": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "talk_seconds": {"type": "integer", "minimum": 0, "maximum": 9007199254740991},
+    "hold_seconds": {"type": "integer", "minimum": 0, "maximum": 9007199254740991},
+    "wrap_seconds": {"type": "integer", "minimum": 0, "maximum": 9007199254740991},
+    "wait_seconds": {"type": "integer", "minimum": 0, "maximum": 9007199254740991},
+    "max_wait_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "agents_staffed": {"type": "number", "minimum": 0, "maximum": 99999.99}
+  }
+}', NULL, TRUE, FALSE, TRUE, 'body'),
+
+(api_mapping_id('/api/v1/db/database/bulk/import/agent_activity', 'POST'), 'wfm_bulk_agent_activity', '{
+  "type": "object",
+  "required": ["agent_id", "activity_date"],
+  "properties": {
+    "agent_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "activity_date": {"type": "string", "format": "date"},
+    "service_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "login_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
+    "ready_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "talk_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "hold_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "wrap_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "not_ready_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "calls_handled": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "transfers": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "scheduled_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "adherent_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647}
+  }
+}', NULL, TRUE, FALSE, TRUE, 'body'),
+
+(api_mapping_id('/api/v1/db/database/bulk/import/agents', 'POST'), 'wfm_bulk_agents', '{
+  "type": "object",
+  "required": ["employee_number", "full_name"],
+  "properties": {
+    "employee_number": {"type": "string", "minLength": 1, "maxLength": 30, "pattern": "\\S"},
+    "full_name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+    "email": {"type": "string", "maxLength": 255},
+    "group_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "primary_service_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "employment_type": {"enum": ["full_time", "part_time", "contractor"]},
+    "weekly_hours": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+    "hire_date": {"type": "string", "format": "date"},
+    "is_active": {"type": "boolean"}
+  }
+}', NULL, TRUE, FALSE, TRUE, 'body'),
+
+(api_mapping_id('/api/v1/db/database/bulk/import/work_schedules', 'POST'), 'wfm_bulk_work_schedules', '{
+  "type": "object",
+  "required": ["agent_id", "service_id", "shift_start", "shift_end"],
+  "properties": {
+    "agent_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "service_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "template_id": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+    "shift_start": {"type": "string", "minLength": 10, "maxLength": 40},
+    "shift_end": {"type": "string", "minLength": 10, "maxLength": 40},
+    "status": {"enum": ["planned", "published", "cancelled"]},
+    "notes": {"type": "string", "maxLength": 2000}
   }
 }', NULL, TRUE, FALSE, TRUE, 'body'),
 
