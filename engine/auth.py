@@ -205,7 +205,11 @@ class Authenticator:
         verified = self._verified
         if len(verified) >= VERIFIED_TOKENS:
             del verified[next(iter(verified))]  # the oldest first
-        verified[digest] = (principal, float(principal.claims["exp"]) + LEEWAY_S)
+        try:
+            until = float(principal.claims["exp"]) + LEEWAY_S
+        except (OverflowError, TypeError, ValueError):  # an exp beyond a float: not cached
+            return principal
+        verified[digest] = (principal, until)
         return principal
 
     def _verify_jwt(self, token: str) -> Principal:

@@ -921,6 +921,16 @@ def test_the_verified_tokens_are_bounded_and_a_tampered_one_is_not_among_them() 
         authenticator._from_jwt(f"{head}.{payload}.{signature[:-2]}AA")
 
 
+def test_a_token_whose_exp_is_beyond_a_float_is_verified_not_remembered() -> None:
+    from engine import auth
+
+    authenticator = auth.Authenticator(SECRET32)
+    token = jwt.encode({"sub": "far", "exp": 10**400}, SECRET32, algorithm="HS256")
+    principal = authenticator._from_jwt(token)
+    assert principal.subject == "far"
+    assert authenticator._verified == {}
+
+
 class _Later:
     """``datetime`` as PyJWT reads it (``datetime.now(tz=...)``), at a fixed later instant."""
 
