@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -112,6 +113,55 @@ class Reply:
         await send({"type": "http.response.body", "body": self.body})
 
 
+class IndexedHeaders(Headers):
+    """Starlette's request ``Headers``, looked up in a dict made at the first look-up (the
+    first value of a repeated name, as Starlette's ``get``): each absent header (most of
+    those a request is asked for) costs a dict miss, not a scan ending in a KeyError."""
+
+    _index: dict[bytes, bytes] | None = None
+
+    def _made(self) -> dict[bytes, bytes]:
+        index = dict(reversed(self._list))  # reversed: the first of a repeated name wins
+        self._index = index
+        return index
+
+    def get(self, key: str, default: Any = None) -> Any:
+        index = self._index if self._index is not None else self._made()
+        value = index.get(key.lower().encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+
+_NO_QUERY = QueryParams()
+
+
+def query_of(raw: bytes) -> QueryParams:
+    """``QueryParams(raw)``, the same pairs in the same order, without ``parse_qsl`` when
+    there is nothing to decode (no ``%``, no ``+``): split on ``&`` and the first ``=``,
+    empty items skipped, a name without ``=`` an empty value (keep_blank_values)."""
+    if not raw:
+        return _NO_QUERY
+    if b"%" in raw or b"+" in raw:
+        return QueryParams(raw)
+    pairs = []
+    for item in raw.decode("latin-1").split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            pairs.append((name, value))
+    params = QueryParams.__new__(QueryParams)
+    params._list = pairs
+    params._dict = dict(pairs)  # the last value of a repeated name, as Starlette's
+    return params
+
+
 @dataclass
 class _Source:
     path_params: Mapping[str, str]
@@ -131,6 +181,8 @@ class Dispatcher:
         services: Services = self._services()
         departure = Departure(scope, receive)  # a client that leaves cancels handle()
         request = Request(scope, departure.receive)
+        request._query_params = query_of(scope["query_string"])  # as Starlette's, faster
+        request._headers = IndexedHeaders(scope=scope)
         exchange = Exchange(
             request_id_of(request.headers), scope["method"], scope["path"], time.perf_counter()
         )
