@@ -17,8 +17,14 @@ reported (the first ``max_errors`` problems, every one counted) and the others
 written. The answer is 2xx exactly when the transaction committed; a database error
 rolls everything back and is translated like any write's (engine/database.py).
 
-The write pool's connection is held from the first chunk to the COMMIT: a slow
-upload holds it that long (``max_concurrent`` bounds how many imports run at once).
+Time and connections are bounded, so slow uploads cannot take the write pool: the
+first chunk is read before a connection is taken; a pause between chunks longer than
+``ENGINE_BULK_IDLE_S``, or a body not all arrived within ``ENGINE_STREAM_MAX_SECONDS``
+(the bound a streamed export has too), ends the import with 408 ``REQUEST_TIMEOUT``,
+nothing written and the connection given back. From the first chunk to the COMMIT the
+import holds one write connection; all imports of a process together hold at most half
+of the write pool (at least 1; more get 503 ``ENDPOINT_BUSY``), and a row's
+``max_concurrent`` bounds its own imports further.
 ``Idempotency-Key`` works as for any write; the body's digest is taken as it
 streams, so a replay is answered once the body has been read.
 """
@@ -29,7 +35,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -76,6 +82,7 @@ _CONNECTION_LOST = (
     InternalClientError,
 )
 _DRIVER_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+ALL_IMPORTS = 0  # the gate (EndpointGates) every bulk row shares; no mapping row has id 0
 
 
 class BulkServices(Protocol):
@@ -97,6 +104,55 @@ class _Source:
     claims: Mapping[str, Any] | None
 
 
+class _Body:
+    """The request body's chunks, each within ``idle_s`` of the one before and all before
+    the deadline (else ApiError REQUEST_TIMEOUT); the first may be read ahead (:meth:`prime`)."""
+
+    def __init__(self, request: Request, idle_s: float, total_s: float) -> None:
+        self._stream = request.stream()
+        self._idle_s = idle_s
+        self._total_s = total_s
+        self._loop = asyncio.get_running_loop()
+        self.deadline = self._loop.time() + total_s
+        self._ahead: list[bytes | None] = []
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.deadline - self._loop.time())
+
+    async def prime(self) -> None:
+        """Read the first chunk now (before a connection is taken), for :meth:`next`."""
+        self._ahead.append(await self._read())
+
+    async def next(self) -> bytes | None:
+        """The next chunk; None at the end of the body."""
+        if self._ahead:
+            return self._ahead.pop()
+        return await self._read()
+
+    async def _read(self) -> bytes | None:
+        remaining = self.remaining_s()
+        wait = min(self._idle_s, remaining)
+        try:
+            async with asyncio.timeout(wait):
+                return await anext(self._stream, None)
+        except TimeoutError:
+            if wait < self._idle_s:
+                detail = (
+                    f"The body had not all arrived within {self._total_s:g} s "
+                    "(ENGINE_STREAM_MAX_SECONDS); nothing was written"
+                )
+            else:
+                detail = (
+                    f"The body paused for more than {self._idle_s:g} s between two chunks "
+                    "(ENGINE_BULK_IDLE_S); nothing was written"
+                )
+            raise ApiError("REQUEST_TIMEOUT", detail) from None
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._stream.aclose()
+
+
 @dataclass
 class _Tally:
     """What the stream brought: counts, the problems listed, why it stopped early."""
@@ -104,7 +160,7 @@ class _Tally:
     received: int = 0
     rejected: int = 0
     errors: list[Problem] = field(default_factory=list)
-    stopped: BaseException | None = None  # PAYLOAD_TOO_LARGE, a departed client
+    stopped: BaseException | None = None  # PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT, a departed client
     truncated: bool = False  # reject: reading stopped after max_errors problems
     digest: Any = field(default_factory=hashlib.sha256)
 
@@ -134,10 +190,16 @@ async def handle(
         ep.query_schema.check(_query_object(ep, request, args))
     guard = _guard(services, ep, request, principal.identity if principal else None)
     request_id = headers.get("X-Request-ID", "")
-    with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
-        rendered = await _import(
-            services, known_codes, ep, request, fmt, limit, args, guard, request_id
-        )
+    settings = services.settings
+    body = _Body(request, settings.bulk_idle_s, settings.stream_max_seconds)
+    try:
+        await body.prime()  # a client that sends nothing holds no slot and no connection
+        with _slots(services, ep):
+            rendered = await _import(
+                services, known_codes, ep, request, body, fmt, limit, args, guard, request_id
+            )
+    finally:
+        await body.close()
     if ep.invalidates and not rendered.replayed:
         services.cache.invalidate(ep.invalidates)
         services.publish_invalidation(ep.invalidates)
@@ -145,6 +207,26 @@ async def handle(
     return Response(
         rendered.body, status_code=rendered.status_code, headers=headers, media_type=JSON
     )
+
+
+@contextlib.contextmanager
+def _slots(services: BulkServices, ep: CompiledEndpoint) -> Iterator[None]:
+    """A place among the imports running now: all of them together at most half of the
+    write pool (at least 1), so imports never take every write connection; the row's
+    ``max_concurrent`` bounds its own. One more is answered 503 ENDPOINT_BUSY at once."""
+    cap = max(1, services.db.write.get_max_size() // 2)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(services.gates.enter(ALL_IMPORTS, cap))
+        except ApiError as busy:
+            raise ApiError(
+                "ENDPOINT_BUSY",
+                f"{cap} bulk import(s) are running in this process, as many as it runs at "
+                "once (half of the write pool); retry shortly",
+                headers=busy.headers,
+            ) from None
+        stack.enter_context(services.gates.enter(ep.spec.id, ep.spec.max_concurrent))
+        yield
 
 
 def _format(request: Request, plan: BulkPlan) -> str:
@@ -202,7 +284,7 @@ def _guard(
 
 
 async def _records(
-    request: Request, plan: BulkPlan, fmt: str, limit: int, tally: _Tally
+    body: _Body, plan: BulkPlan, fmt: str, limit: int, tally: _Tally
 ) -> AsyncIterator[tuple[Any, ...]]:
     """The valid records of the body, as they arrive; the rest is counted in ``tally``."""
     reader = plan.reader
@@ -229,12 +311,11 @@ async def _records(
                 return True
         return False
 
-    stream = request.stream()
     try:
         while True:
             try:
-                chunk = await anext(stream, None)
-            except ClientDisconnect as exc:
+                chunk = await body.next()
+            except (ClientDisconnect, ApiError) as exc:  # a departed client, REQUEST_TIMEOUT
                 tally.stopped = exc
                 return
             last = chunk is None
@@ -305,7 +386,7 @@ async def _records(
             if last:
                 return
     finally:
-        await stream.aclose()
+        await body.close()
 
 
 async def _import(
@@ -313,6 +394,7 @@ async def _import(
     known_codes: Any,
     ep: CompiledEndpoint,
     request: Request,
+    body: _Body,
     fmt: str,
     limit: int,
     args: list[Any],
@@ -335,10 +417,13 @@ async def _import(
             try:
                 await tx.start()
                 await conn.execute(plan.ddl, timeout=ep.timeout_s)
+                # the body's reading stops at its deadline; the database then has the
+                # row's statement timeout to finish the COPY
                 await conn.copy_records_to_table(
                     STAGING_TABLE,
-                    records=_records(request, plan, fmt, limit, tally),
+                    records=_records(body, plan, fmt, limit, tally),
                     columns=plan.columns,
+                    timeout=body.remaining_s() + max(ep.timeout_s or 0.0, 1.0),
                 )
                 if tally.stopped is not None:
                     raise tally.stopped

@@ -243,6 +243,12 @@ class Settings:
         "Largest NDJSON or CSV body a bulk import accepts (a row's bulk_import.max_body_bytes "
         "may lower it); 413 above.",
     )
+    bulk_idle_s: float = _setting(
+        "ENGINE_BULK_IDLE_S",
+        30.0,
+        "Longest a bulk import's body may pause between two chunks; then 408 REQUEST_TIMEOUT "
+        "and nothing is written. The whole body must arrive within ENGINE_STREAM_MAX_SECONDS.",
+    )
     pgbouncer: str = _setting(
         "ENGINE_PGBOUNCER",
         "off",
@@ -316,6 +322,7 @@ _POSITIVE = (
     "max_rows",
     "cache_max_bytes",
     "bulk_max_body_bytes",
+    "bulk_idle_s",
     "max_replica_lag_s",
 )
 

@@ -8,7 +8,11 @@ Speed is measured by bench/bulk.py, never here.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import itertools
+import socket
+import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -498,3 +502,147 @@ def test_a_scalar_row_answers_the_value_its_template_returns(
         "errors": [],
     }
     assert mid
+
+
+# ---------------------------------------------------------------------------
+# slow uploads: bounded in time, and never holding every write connection
+# ---------------------------------------------------------------------------
+
+PLAIN = """
+INSERT INTO bulk_stats (tenant_id, service_id, interval_start, calls_offered)
+VALUES (1, 99, clock_timestamp(), 1)
+"""
+
+
+def upload(client: EngineClient, first: bytes = b"", length: int = 10**6) -> socket.socket:
+    """A bulk import over a raw socket: the head and ``first``, then nothing (the caller
+    sends more, or reads the answer with :func:`answer`)."""
+    sock = socket.create_connection(("127.0.0.1", client.engine.port), timeout=20)
+    head = (
+        "POST /bulk/stats HTTP/1.1\r\nHost: engine\r\n"
+        "Content-Type: application/x-ndjson\r\n"
+        f"Authorization: Bearer {client.token()}\r\nContent-Length: {length}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + first)
+    return sock
+
+
+def answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, orjson.loads(response.read())
+
+
+def transactions(db: DB) -> int:
+    """Imports holding a transaction id (their last statement names bulk_records)."""
+    return db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL AND query LIKE '%bulk_records%'"
+    )
+
+
+def until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_upload_that_pauses_too_long_is_answered_408_and_writes_nothing(
+    db: DB, make_client: Callable[..., EngineClient]
+) -> None:
+    bulk_row(db)
+    client = serve(make_client, bulk_idle_s=1.0)
+    sock = upload(client, ndjson([record(i) for i in range(3)]))
+    try:
+        status, problem = answer(sock)  # before the fix: no answer, the socket times out
+    finally:
+        sock.close()
+    assert (status, problem["code"]) == (408, "REQUEST_TIMEOUT")
+    assert "ENGINE_BULK_IDLE_S" in problem["detail"] and problem["request_id"]
+    assert stored(db) == 0
+    assert until(lambda: transactions(db) == 0)  # the transaction ended, the connection back
+    ok = client.post(
+        "/bulk/stats", content=ndjson([record(1)]), headers={**NDJSON, **client.auth()}
+    )
+    assert ok.status_code == 201, ok.text
+
+
+def test_an_upload_that_trickles_past_the_overall_limit_is_answered_408(
+    db: DB, make_client: Callable[..., EngineClient]
+) -> None:
+    bulk_row(db)
+    client = serve(make_client, bulk_idle_s=5.0, stream_max_seconds=2)
+    sock = upload(client, ndjson([record(0)]))
+    stop = threading.Event()
+
+    def trickle() -> None:  # a record every 0.2 s: never idle, never done
+        for i in range(1, 200):
+            if stop.wait(0.2):
+                return
+            try:
+                sock.sendall(ndjson([record(i)]))
+            except OSError:
+                return
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        status, problem = answer(sock)
+    finally:
+        stop.set()
+        sender.join(5)
+        sock.close()
+    assert (status, problem["code"]) == (408, "REQUEST_TIMEOUT")
+    assert "ENGINE_STREAM_MAX_SECONDS" in problem["detail"]
+    assert stored(db) == 0
+    assert until(lambda: transactions(db) == 0)
+
+
+def test_uploads_that_send_nothing_yet_hold_no_write_connection(
+    db: DB, make_client: Callable[..., EngineClient]
+) -> None:
+    bulk_row(db)
+    add_endpoint(db, "/plain", "POST", PLAIN, (), {"shape": "none", "status": 201})
+    client = serve(make_client, pool_max_size=2, pool_timeout_s=1.0)
+    server_state = client.engine.server.server_state
+    silent = [upload(client) for _ in range(3)]  # more than the write pool: only their heads
+    try:
+        assert until(lambda: len(server_state.tasks) >= 3)  # each request is being handled
+        write = client.post("/plain")
+        assert write.status_code == 201, write.text  # before the fix: 503 DATABASE_BUSY
+        assert transactions(db) == 0
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_imports_together_never_take_every_write_connection(
+    db: DB, make_client: Callable[..., EngineClient]
+) -> None:
+    bulk_row(db)
+    add_endpoint(db, "/plain", "POST", PLAIN, (), {"shape": "none", "status": 201})
+    client = serve(make_client, pool_max_size=2, pool_timeout_s=1.0)  # imports: 1 at once
+    slow = upload(client, ndjson([record(0)]))  # started, then stalls holding its transaction
+    try:
+        assert until(lambda: transactions(db) == 1)
+        second = client.post(
+            "/bulk/stats", content=ndjson([record(1)]), headers={**NDJSON, **client.auth()}
+        )
+        problem = assert_problem(second, 503, "ENDPOINT_BUSY")  # before the fix: 201
+        assert "bulk import" in problem["detail"] and second.headers["Retry-After"]
+        write = client.post("/plain")
+        assert write.status_code == 201, write.text  # a write connection was left free
+    finally:
+        slow.close()
+
+    def imported() -> bool:  # the departed upload gave its place back
+        again = client.post(
+            "/bulk/stats", content=ndjson([record(2)]), headers={**NDJSON, **client.auth()}
+        )
+        return again.status_code == 201
+
+    assert until(imported)
+    assert db.fetchval("SELECT count(*) FROM bulk_stats WHERE service_id <> 99") == 1
