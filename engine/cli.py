@@ -150,7 +150,13 @@ async def _check(
         reads = None if routes_only else await _read_guarantee(url, settings, conn)
         # database_failover_config: refused rows are problems, a replica down a warning
         lag_s = settings.max_replica_lag_s
-        replica_lines = [] if routes_only else await replicas.check_report(conn, os.environ, lag_s)
+        replica_lines = (
+            []
+            if routes_only
+            else await replicas.check_report(
+                conn, os.environ, lag_s, pgbouncer.connect_kwargs(settings)
+            )
+        )
     finally:
         await conn.close()
     if routes_only and all_rows:

@@ -225,6 +225,7 @@ async def open_replicas(
         open_pool=open_pool,
         max_lag_s=settings.max_replica_lag_s,
         problems=problems,
+        connect_kwargs=pgbouncer.connect_kwargs(settings),
     )
 
 

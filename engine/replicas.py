@@ -21,8 +21,12 @@ otherwise the time since a check first saw the primary at an LSN the replica has
 not replayed (at the very first check, the age of its last replayed commit). A replica
 lagging more than ``ENGINE_MAX_REPLICA_LAG_S`` takes no reads until it catches up.
 
-``failover_threshold`` failures since its last good check (a failed check, or a read on
-it that failed to connect) take a replica out; one good check puts it back. A read that
+``failover_threshold`` failures since its last good check (a check that could not
+connect or answer, or a read on it that failed to connect) take a replica out; a check
+that finds it unfit (not a standby, say promoted, or another system identifier) takes
+it out at once, since every read it takes may then be wrong; one good check puts it
+back. The checks connect with ``connect_kwargs`` (engine/pgbouncer.py's, through
+PgBouncer). A read that
 fails on a replica with a connection-class error, a recovery conflict, a busy pool or a
 table the replica does not have yet is run once more on the primary: the client never
 sees the replica's failure. Reads on a replica may miss a write the primary committed a
@@ -234,8 +238,11 @@ class ReadTarget:
 class Replica:
     """One replica's state: its pool, health, lag, and the check job that keeps them."""
 
-    def __init__(self, config: ReplicaConfig) -> None:
+    def __init__(
+        self, config: ReplicaConfig, connect_kwargs: Mapping[str, Any] | None = None
+    ) -> None:
         self.config = config
+        self.connect_kwargs = dict(connect_kwargs or {})  # pgbouncer.connect_kwargs
         self.name = config.name
         self.pool: asyncpg.Pool | None = None  # made at its first good check
         self.target: ReadTarget | None = None
@@ -273,6 +280,7 @@ class Replica:
                 self.config.url,
                 timeout=self.config.connect_timeout_s,
                 server_settings={"application_name": "engine-replica-check"},
+                **self.connect_kwargs,
             )
         return self._conn
 
@@ -306,7 +314,8 @@ class Replicas:
 
     ``primary``: the primary's read pool and recovery; ``positions``: the pool the
     primary's WAL position is read on (the write pool); ``open_pool(url, name)`` makes a
-    replica's read pool (read-only sessions, as the primary's read pool).
+    replica's read pool (read-only sessions, as the primary's read pool);
+    ``connect_kwargs``: for the health checks' connections (engine/pgbouncer.py's).
     """
 
     def __init__(
@@ -319,9 +328,10 @@ class Replicas:
         open_pool: OpenPool | None = None,
         max_lag_s: float = 30.0,
         problems: Sequence[str] = (),
+        connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.primary = ReadTarget(PRIMARY, primary_pool, recovery, weight=100.0)
-        self.replicas = [Replica(c) for c in configs]
+        self.replicas = [Replica(c, connect_kwargs) for c in configs]
         self.problems = list(problems)
         self.max_lag_s = max_lag_s
         self._positions = positions or primary_pool
@@ -431,8 +441,8 @@ class Replicas:
                 state = await conn.fetchrow(REPLICA_POSITION)
             assert state is not None
             why = self._unfit(state)
-            if why is not None:
-                self._failed(replica, why)
+            if why is not None:  # it answers, and what it would answer is wrong: out now
+                self._failed(replica, why, at_once=True)
                 return
             if replica.pool is None:
                 await self._open(replica)
@@ -492,19 +502,21 @@ class Replicas:
                 )
             self._rebuild()
 
-    def _failed(self, replica: Replica, why: str) -> None:
+    def _failed(self, replica: Replica, why: str, *, at_once: bool = False) -> None:
+        """A failure of ``replica``: out once ``failover_threshold`` of them came in a row
+        (a connection may fail once and work again), or ``at_once`` (it is unfit)."""
         replica.failed_checks += 1
         replica.failures += 1
-        if replica.healthy and replica.failures < replica.config.threshold:
+        if replica.healthy and replica.failures < replica.config.threshold and not at_once:
             return
         was = replica.in_use(self.max_lag_s)
         replica.healthy = False
         replica.reason = why
         if was:
             log.warning(
-                "replica %s taken out after %d failure(s): %s; reads go to the primary",
+                "replica %s taken out %s: %s; reads go to the primary",
                 replica.name,
-                replica.failures,
+                "at once" if at_once else f"after {replica.failures} failure(s)",
                 why,
             )
             self._rebuild()
@@ -531,10 +543,14 @@ class Replicas:
 
 
 async def check_report(
-    conn: asyncpg.Connection, environ: Mapping[str, str], max_lag_s: float
+    conn: asyncpg.Connection,
+    environ: Mapping[str, str],
+    max_lag_s: float,
+    connect_kwargs: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """(kind, line) for ``engine check``: PROBLEM for a refused row, WARNING for a replica
-    that is down, not a standby of this primary, or lagging, REPLICA for one that is fine."""
+    that is down, not a standby of this primary, or lagging, REPLICA for one that is fine.
+    ``connect_kwargs``: for the connection to each replica (engine/pgbouncer.py's)."""
     try:
         configs, problems = await load_configs(conn, environ)
     except asyncpg.UndefinedTableError:
@@ -545,17 +561,22 @@ async def check_report(
     primary = await conn.fetchrow(PRIMARY_POSITION)
     assert primary is not None
     for c in configs:
-        out.append(await _check_one(c, primary, max_lag_s))
+        out.append(await _check_one(c, primary, max_lag_s, connect_kwargs or {}))
     return out
 
 
 async def _check_one(
-    config: ReplicaConfig, primary: Mapping[str, Any], max_lag_s: float
+    config: ReplicaConfig,
+    primary: Mapping[str, Any],
+    max_lag_s: float,
+    connect_kwargs: Mapping[str, Any],
 ) -> tuple[str, str]:
     what = f"replica {config.name} (database_failover_config id={config.row_id})"
     try:
         async with asyncio.timeout(config.connect_timeout_s):
-            conn = await asyncpg.connect(config.url, timeout=config.connect_timeout_s)
+            conn = await asyncpg.connect(
+                config.url, timeout=config.connect_timeout_s, **connect_kwargs
+            )
             try:
                 state = await conn.fetchrow(REPLICA_POSITION)
             finally:

@@ -86,6 +86,9 @@ class Standby:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
 
+    def promote(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
+
     def cleanup(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
             self.stop()
@@ -299,6 +302,39 @@ def test_a_lagging_replica_takes_no_reads_until_it_catches_up(
     assert sum(a["standby"] for a in answers) == 10
 
 
+def test_a_promoted_replica_is_taken_out_at_its_next_check(
+    pair: tuple[OwnServer, Standby], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, _ = pair
+    own = Standby(primary)  # promoted below: not the module's replica
+    try:
+        poll(
+            lambda: sql(own.url, "SELECT pg_is_in_recovery() AS r"),
+            lambda rows: rows[0]["r"],
+            "the second replica in recovery",
+            timeout_s=20,
+        )
+        monkeypatch.setenv(PRIMARY_VAR, primary.url)
+        monkeypatch.setenv(REPLICA_VAR, own.url)
+        failover_row(primary, failover_threshold=50)  # failures to connect: 50 in a row
+        server = RunningEngine(primary.url, access_log="off")
+        try:
+            replica_state(server, lambda r: r["in_use"], "the replica in use")
+            own.promote()
+            out = replica_state(server, lambda r: r["failures"] >= 1, "a check after promotion")
+            assert not out["in_use"], out  # before the fix: in use until 50 failed checks
+            assert not out["healthy"] and "not a standby" in out["reason"]
+            chooser = server.services.db.replicas
+            before = chooser.reads()[REPLICA_VAR]
+            for _ in range(20):
+                assert server.client.get("/items").status_code == 200
+            assert chooser.reads()[REPLICA_VAR] == before  # every read on the primary
+        finally:
+            server.stop()
+    finally:
+        own.cleanup()
+
+
 def test_rows_that_hold_a_dsn_are_refused_and_the_dsn_never_shown(
     pair: tuple[OwnServer, Standby],
 ) -> None:
@@ -376,6 +412,47 @@ def test_reads_run_as_the_read_database_urls_role(db_url: str, db: DB) -> None:
 # ---------------------------------------------------------------------------
 # The pure parts: rows, lag, the choice per read
 # ---------------------------------------------------------------------------
+
+
+def test_a_cache_fill_reads_on_the_primary_never_on_a_lagging_replica(
+    pair: tuple[OwnServer, Standby], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every uncached read goes to the replica, whose replay is paused after a write: a
+    cacheable endpoint's miss is still computed on the primary, or the replica's stale
+    answer would be served for the whole TTL, past the write's invalidation."""
+    primary, standby = pair
+    db = DB(primary.url)
+    if not db.fetchval(
+        "SELECT count(*) FROM api_endpoint_mappings WHERE endpoint_path = $1", "/items/cached"
+    ):
+        add_endpoint(
+            db,
+            "/items/cached",
+            sql="SELECT served_by_standby() AS standby, count(*)::int AS n FROM items",
+            result={"shape": "object"},
+            cache_enabled=True,
+            cache_ttl_seconds=300,
+        )
+    monkeypatch.setenv(PRIMARY_VAR, primary.url)
+    monkeypatch.setenv(REPLICA_VAR, standby.url)
+    failover_row(primary, read_distribution_percent=100)
+    server = RunningEngine(primary.url, max_replica_lag_s=3600.0, access_log="off")
+    try:
+        replica_state(server, lambda r: r["in_use"], "the replica in use")
+        assert server.client.get("/items").json()["standby"] is True  # uncached: the replica
+        sql(standby.url, "SELECT pg_wal_replay_pause()")
+        try:
+            db.execute("INSERT INTO items VALUES (3000, 'after the pause')")
+            expected = db.fetchval("SELECT count(*)::int FROM items")
+            assert server.client.get("/items").json() == {"standby": True, "n": expected - 1}
+            cached = server.client.get("/items/cached")
+            assert cached.headers["x-cache"] == "MISS"
+            assert cached.json() == {"standby": False, "n": expected}
+        finally:
+            sql(standby.url, "SELECT pg_wal_replay_resume()")
+    finally:
+        server.stop()
+        db.execute("DELETE FROM items WHERE id = 3000")
 
 
 def row(id: int = 1, **columns: Any) -> dict[str, Any]:
@@ -478,3 +555,5 @@ def test_the_choice_follows_the_shares_and_an_out_replica_gives_its_share_back()
     chooser._good(chooser.replicas[1], 0.0)  # one good check puts it back
     picks = [chooser.choose().name for _ in range(1000)]
     assert picks.count("REPLICA_2_URL") == 300
+    chooser._failed(chooser.replicas[1], "not a standby", at_once=True)  # unfit: no threshold
+    assert not chooser.replicas[1].in_use(30.0)
