@@ -9,6 +9,7 @@ Messages name the column and the value in the admin's terms.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -39,11 +40,15 @@ SANITIZATION_KEYS = frozenset(
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
+# a catalogue of thousands of rows holds far fewer distinct templates: read each text once
+_statement_kind = functools.lru_cache(maxsize=4096)(sqltext.statement_kind)
+_has_own_limit = functools.lru_cache(maxsize=4096)(sqltext.has_own_limit)
+
 
 def check_statement(spec: EndpointSpec, volatile_calls: Collection[str]) -> None:
     """Errors of the template's text that would otherwise fail (or mislead) at run time."""
     reads = spec.is_read or spec.result.shape == "stream"
-    kind = sqltext.statement_kind(spec.sql)
+    kind = _statement_kind(spec.sql)
     if reads:
         what = "a GET" if spec.is_read else "a stream"
         if kind == "LOCK":
@@ -62,7 +67,7 @@ def check_statement(spec: EndpointSpec, volatile_calls: Collection[str]) -> None
                 "STABLE or IMMUTABLE functions (declare the function STABLE if it only reads, "
                 "or publish it with POST)"
             )
-    if spec.result.paginate and sqltext.has_own_limit(spec.sql):
+    if spec.result.paginate and _has_own_limit(spec.sql):
         raise SpecError(
             "result_mapping.paginate adds LIMIT and OFFSET itself, but the template has its "
             "own LIMIT/OFFSET/FETCH, which would silently cut pages short; remove it (or drop "
@@ -219,7 +224,7 @@ def row_warnings(
     if (
         not spec.is_read
         and spec.result.shape != "stream"
-        and sqltext.statement_kind(spec.sql) == "SELECT"
+        and _statement_kind(spec.sql) == "SELECT"
         and not calls_functions
     ):
         out.append(
@@ -286,4 +291,41 @@ def schema_fields(schema: Any) -> set[str]:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    return out
+
+
+def bulk_warnings(
+    spec: EndpointSpec, schema_row: Mapping[str, Any] | None, *, calls_functions: bool
+) -> list[str]:
+    """What is probably wrong with a bulk row (``bulk_import``) that serves."""
+    bulk = spec.bulk
+    if bulk is None:
+        return []
+    out: list[str] = []
+    named = {w.name for w in sqltext.words(spec.sql)}
+    if "bulk_records" not in named and not calls_functions:
+        out.append(
+            "bulk_import: the template never reads bulk_records (and calls no function that "
+            "could): the records are loaded and dropped"
+        )
+    columns = [name for name, _ in bulk.columns]
+    if schema_row is None:
+        return out
+    schema = schema_row.get("validation_schema")
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if isinstance(properties, Mapping):
+        unloaded = [p for p in properties if p not in columns]
+        if unloaded:
+            out.append(
+                f"bulk_import: the record schema checks {', '.join(map(str, unloaded))}, which "
+                "bulk_import.columns does not load (the values are checked, then dropped)"
+            )
+        if not schema_row.get("allow_unknown_fields"):
+            unsendable = [c for c in columns if c not in properties]
+            if unsendable:
+                out.append(
+                    f"bulk_import.columns {', '.join(unsendable)} are not properties of the "
+                    "record schema, which is closed (allow_unknown_fields false): a record "
+                    "can never carry them, so they are always NULL"
+                )
     return out

@@ -10,16 +10,17 @@ whole load. A row that cannot work raises :class:`SpecError` with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import string
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
-from engine import checks, plans, sqltext
+from engine import checks, plans, records, sqltext
 from engine.binding import Binder, PgType, check_types
 from engine.errors import SpecError
 from engine.shaping import Envelope, Shaper
@@ -27,7 +28,17 @@ from engine.spec import EndpointSpec, parse_row
 from engine.validation import SanitizationRule, Sanitizer, SchemaValidator, build_sanitizer
 from engine.validation import compile_schema as compile_json_schema
 
+T = TypeVar("T")
+
 CLIENT_SOURCES = frozenset({"path", "query", "body", "header"})
+LOCK_TIMEOUT_MS = 5000  # a table locked by DDL fails the load (retried), never stalls it
+# what every statement of a load runs under: the plan check's generic plans, and a statement
+# timeout that leaves the lock timeout to fire first (a lock wait retries the whole load)
+SESSION_SETTINGS = (
+    f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; "
+    f"SET LOCAL statement_timeout = {LOCK_TIMEOUT_MS + plans.PLAN_TIMEOUT_MS}; "
+    "SET LOCAL plan_cache_mode = force_generic_plan"
+)
 TYPE_INFO = """
 SELECT t.oid, t.typtype::text AS typtype, e.typname::text AS element
 FROM pg_type t
@@ -183,6 +194,9 @@ class CompiledEndpoint:
     after_sql: str | None = None  # keyset pages after the first: page_sql with the cursor
     count_sql: str | None = None  # paginate.count: the template's rows, counted
     cursor_scope: str = ""  # digest of what a keyset cursor depends on (engine/pagination.py)
+    # bulk_import: the request is engine/bulk.py's; ``sql`` is then the form checked (an
+    # empty bulk_records in front), and the plan holds the template that runs
+    bulk: records.BulkPlan | None = None
 
     @property
     def needs_body(self) -> bool:
@@ -198,47 +212,205 @@ class CompiledEndpoint:
         return frozenset() if self.spec.is_read else self.cache.tables
 
 
-class Compiler:
-    """Compiles rows on one connection inside the load's snapshot, counting its prepares."""
+class Session:
+    """One connection's statements during a load, in one block that only ever prepares.
 
-    def __init__(self, conn: asyncpg.Connection, *, default_timeout_ms: int) -> None:
+    The block is a savepoint inside the load's snapshot (or a transaction, on a
+    connection of the load's own), with :data:`SESSION_SETTINGS`. A statement that
+    fails rolls the block back (so the snapshot stays usable) and the next one opens
+    another; so a template costs one round trip, not three (SAVEPOINT, Parse,
+    RELEASE). Statements prepared survive the rollbacks; the block is rolled back at
+    :meth:`close`, so no setting outlives the load.
+    """
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self._block: Any = None  # the open asyncpg Transaction, or None
+
+    async def run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        if self._block is None:
+            block = self.conn.transaction()
+            await block.start()
+            self._block = block
+            try:
+                await self.conn.execute(SESSION_SETTINGS)
+            except BaseException:
+                await self.close()
+                raise
+        try:
+            return await call(self.conn)
+        except asyncpg.PostgresError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        block, self._block = self._block, None
+        if block is not None and not self.conn.is_closed():
+            await block.rollback()
+
+
+@dataclass(frozen=True)
+class _Described:
+    """What PostgreSQL said of one statement's text: the same for every row that has it."""
+
+    params: tuple[Any, ...]
+    attributes: tuple[Any, ...]
+    stmt: Any  # the driver's statement, on the connection ``conn``
+    conn: asyncpg.Connection
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        return (
+            tuple(t.oid for t in self.params),
+            tuple((a.name, a.type.oid) for a in self.attributes),
+        )
+
+
+@dataclass
+class _Facts:
+    """What a load looks up once, shared by the compilers of its connections.
+
+    In one snapshot a statement's text prepares (and plans) the same way for every row
+    that has it, so rows sharing a template (or its paginated forms) share one prepare
+    and one plan check; rows sharing a JSON Schema share one compiled schema.
+    """
+
+    types: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    functions: dict[tuple[str | None, str], bool] | None = None
+    tables: dict[str, bool] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    explain_by_name: bool = True  # EXPLAIN EXECUTE the driver's statement (plans.py)
+    described: dict[str, asyncio.Future[_Described]] = field(default_factory=dict)
+    plans: dict[str, asyncio.Future[frozenset[str]]] = field(default_factory=dict)
+    schemas: dict[tuple[Any, ...], SchemaValidator] = field(default_factory=dict)
+    calls: dict[str, set[tuple[str | None, str]]] = field(default_factory=dict)
+
+
+async def _once(
+    table: dict[str, asyncio.Future[T]], key: str, make: Callable[[], Awaitable[T]]
+) -> T:
+    """``make()``'s answer for ``key``, made once per load however many rows ask (its
+    error too: a template that does not prepare fails the same way for every row)."""
+    fut = table.get(key)
+    if fut is not None:
+        if fut.done():
+            return fut.result()
+        return await asyncio.shield(fut)  # a waiter cancelled leaves the answer to others
+    fut = table[key] = asyncio.get_running_loop().create_future()
+    try:
+        value = await make()
+    except asyncpg.PostgresError as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: nobody else may ask
+        raise
+    except BaseException as exc:  # not the statement's answer: the next asker tries again
+        del table[key]
+        if isinstance(exc, asyncio.CancelledError):
+            fut.cancel()
+        else:
+            fut.set_exception(exc)
+            fut.exception()
+        raise
+    fut.set_result(value)
+    return value
+
+
+class Compiler:
+    """Compiles rows on one connection during a load, counting its prepares.
+
+    :meth:`fork` gives a compiler on another connection that shares what this one
+    looked up (types, functions, tables), so a large load can compile on several.
+    """
+
+    def __init__(
+        self, conn: asyncpg.Connection, *, default_timeout_ms: int, facts: _Facts | None = None
+    ) -> None:
+        self.conn = conn
+        self.session = Session(conn)
         self.default_timeout_ms = default_timeout_ms
         self.prepares = 0
         self.compiled = 0
-        self._types: dict[int, tuple[str, str | None]] = {}
-        self._functions: dict[tuple[str | None, str], bool] | None = None
-        self._tables: dict[str, bool] = {}
+        self._facts = facts if facts is not None else _Facts()
+        self._types = self._facts.types
+        self._tables = self._facts.tables
+
+    def fork(self, conn: asyncpg.Connection) -> Compiler:
+        """A compiler on ``conn`` (not in a transaction) sharing this one's look-ups."""
+        return Compiler(conn, default_timeout_ms=self.default_timeout_ms, facts=self._facts)
+
+    async def close(self) -> None:
+        """Roll back what the session set (its statements stay prepared until released)."""
+        await self.session.close()
 
     async def prepare(self, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
-        """Prepare inside a savepoint, so a failure leaves the snapshot usable."""
+        """Prepare in the session's block, so a failure leaves the snapshot usable."""
         self.prepares += 1
-        async with self.conn.transaction():
-            return await self.conn.prepare(sql)
+        return await self.session.run(lambda conn: conn.prepare(sql))
+
+    async def describe(self, sql: str) -> _Described:
+        """``sql`` prepared once per load (on whichever connection asks first)."""
+
+        async def make() -> _Described:
+            stmt = await self.prepare(sql)
+            return _Described(
+                tuple(stmt.get_parameters()), tuple(stmt.get_attributes()), stmt, self.conn
+            )
+
+        return await _once(self._facts.described, sql, make)
+
+    def _schema(self, srow: Mapping[str, Any], applies_to: str) -> SchemaValidator:
+        """A row's JSON Schema compiled, once per load for every row holding the same one."""
+        name = srow["schema_name"]
+        strict, unknown = bool(srow["strict_mode"]), bool(srow["allow_unknown_fields"])
+        schema = srow["validation_schema"]
+        try:
+            text = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            text = None
+        key = (text, strict, unknown, applies_to)
+        known = self._facts.schemas.get(key) if text is not None else None
+        if known is not None:
+            return known if known.name == name else replace(known, name=name)
+        compiled = compile_json_schema(
+            name, schema, strict_mode=strict, allow_unknown_fields=unknown, applies_to=applies_to
+        )
+        if text is not None:
+            self._facts.schemas[key] = compiled
+        return compiled
+
+    def _called(self, sql: str) -> set[tuple[str | None, str]]:
+        calls = self._facts.calls.get(sql)
+        if calls is None:
+            calls = self._facts.calls[sql] = sqltext.called_functions(sql)
+        return calls
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.session.run(lambda conn: conn.fetch(query, *args))
 
     async def _type_info(self, oids: Iterable[int]) -> None:
         missing = sorted({o for o in oids if o not in self._types})
         if missing:
-            for r in await self.conn.fetch(TYPE_INFO, missing):
+            for r in await self._fetch(TYPE_INFO, missing):
                 self._types[r["oid"]] = (r["typtype"], r["element"])
 
     async def _user_functions(self) -> dict[tuple[str | None, str], bool]:
         """(schema or None, name) -> whether a call may reach a VOLATILE overload."""
-        if self._functions is None:
-            functions: dict[tuple[str | None, str], bool] = {}
-            for r in await self.conn.fetch(USER_FUNCTIONS):
-                functions[(r["schema"], r["name"])] = r["volatile"]
-                if r["on_path"]:
-                    unqualified = (None, r["name"])
-                    functions[unqualified] = functions.get(unqualified, False) or r["volatile"]
-            self._functions = functions
-        return self._functions
+        async with self._facts.lock:  # once per load, whichever connection asks first
+            if self._facts.functions is None:
+                functions: dict[tuple[str | None, str], bool] = {}
+                for r in await self._fetch(USER_FUNCTIONS):
+                    functions[(r["schema"], r["name"])] = r["volatile"]
+                    if r["on_path"]:
+                        unqualified = (None, r["name"])
+                        functions[unqualified] = functions.get(unqualified, False) or r["volatile"]
+                self._facts.functions = functions
+        return self._facts.functions
 
     async def missing_tables(self, names: Iterable[str]) -> set[str]:
         wanted = sorted({n.lower() for n in names if n})
         unknown = [n for n in wanted if n not in self._tables]
         if unknown:
-            for r in await self.conn.fetch(TABLES_EXIST, unknown):
+            for r in await self._fetch(TABLES_EXIST, unknown):
                 self._tables[r["name"]] = r["found"]
         return {n for n in wanted if not self._tables.get(n, False)}
 
@@ -253,27 +425,22 @@ class Compiler:
         body_schema = query_schema = None
         sanitize = True
         for applies_to, srow in inputs.schemas.items():
-            compiled = compile_json_schema(
-                srow["schema_name"],
-                srow["validation_schema"],
-                strict_mode=bool(srow["strict_mode"]),
-                allow_unknown_fields=bool(srow["allow_unknown_fields"]),
-                applies_to=applies_to,
-            )
+            compiled = self._schema(srow, applies_to)
             if applies_to == "body":
                 body_schema = compiled
                 sanitize = srow["sanitize_input"] is not False
             else:
                 query_schema = compiled
 
+        checked_sql = records.check_sql(spec.sql, spec.bulk) if spec.bulk else spec.sql
         try:
-            stmt = await self.prepare(spec.sql)
+            stmt = await self.describe(checked_sql)
         except asyncpg.LockNotAvailableError:
             raise
         except asyncpg.PostgresError as exc:
             raise SpecError(f"the template does not prepare: {exc.sqlstate} {exc}") from None
-        params = stmt.get_parameters()
-        attributes = stmt.get_attributes()
+        params = stmt.params
+        attributes = stmt.attributes
         await self._type_info([t.oid for t in params])
         pg_types = [self._pg_type(t) for t in params]
         type_problems = check_types(spec.params, pg_types)
@@ -282,13 +449,11 @@ class Compiler:
 
         functions = await self._user_functions()
         calls = [
-            (schema, name)
-            for schema, name in sqltext.called_functions(spec.sql)
-            if (schema, name) in functions
+            (schema, name) for schema, name in self._called(spec.sql) if (schema, name) in functions
         ]
         volatile = {name for schema, name in calls if functions[(schema, name)]}
         checks.check_statement(spec, volatile)
-        plan_skipped = await self._check_plan(spec, len(params))
+        plan_skipped = await self._check_plan(spec, stmt)
 
         page_sql = after_sql = count_sql = None
         cursor_scope = ""
@@ -321,7 +486,7 @@ class Compiler:
                 if sql is None:
                     continue
                 try:
-                    await self.prepare(sql)
+                    await self.describe(sql)
                 except asyncpg.LockNotAvailableError:
                     raise
                 except asyncpg.PostgresError as exc:
@@ -360,16 +525,23 @@ class Compiler:
             calls_functions=bool(calls),
         )
         warnings.extend(plan_skipped)
+        sanitizer = build_sanitizer(inputs.rules) if sanitize and inputs.rules else None
+        bulk = None
+        if spec.bulk is not None:
+            bulk = records.compile_plan(spec.bulk, spec.sql, body_schema, sanitizer)
+            warnings.extend(
+                checks.bulk_warnings(spec, inputs.schemas.get("body"), calls_functions=bool(calls))
+            )
         timeout_ms = spec.statement_timeout_ms or self.default_timeout_ms
         return CompiledEndpoint(
             spec=spec,
             binder=binder,
             shaper=Shaper(spec.result, spec.method),
-            sql=spec.sql,
+            sql=checked_sql,
             page_sql=page_sql,
             body_schema=body_schema,
             query_schema=query_schema,
-            sanitizer=build_sanitizer(inputs.rules) if sanitize and inputs.rules else None,
+            sanitizer=sanitizer,
             success=inputs.templates.get("success"),
             paginated=inputs.templates.get("paginated"),
             error=inputs.templates.get("error"),
@@ -377,28 +549,42 @@ class Compiler:
             cache=cache,
             columns=columns,
             fingerprint=inputs.fingerprint,
-            signature=_signature(stmt),
+            signature=stmt.signature,
             client_values=any(p.source in CLIENT_SOURCES for p in spec.params),
             param_names=tuple((p.name, p.source) for p in spec.params),
             warnings=tuple(warnings),
             after_sql=after_sql,
             count_sql=count_sql,
             cursor_scope=cursor_scope,
+            bulk=bulk,
         )
 
-    async def _check_plan(self, spec: EndpointSpec, n_params: int) -> list[str]:
+    async def _check_plan(self, spec: EndpointSpec, stmt: _Described) -> list[str]:
         """Refuse a read whose generic plan writes or locks rows (engine/plans.py, every
         supported PostgreSQL); a warning when the server would not plan it."""
         if not (spec.is_read or spec.result.shape == "stream"):
             return []
         try:
-            nodes = await plans.plan_nodes(self.conn, spec.sql, n_params)
+            sql = stmt.stmt.get_query()
+            nodes = await _once(self._facts.plans, sql, lambda: self._plan(sql, stmt))
         except asyncpg.LockNotAvailableError:
             raise
         except asyncpg.PostgresError as exc:
             return [f"the plan check was skipped (EXPLAIN refused it: {exc.sqlstate} {exc})"]
         checks.check_plan(spec, nodes)
         return []
+
+    async def _plan(self, sql: str, stmt: _Described) -> frozenset[str]:
+        if self._facts.explain_by_name and stmt.conn is self.conn:
+            try:
+                return await self.session.run(
+                    lambda conn: plans.prepared_plan_nodes(conn, stmt.stmt)
+                )
+            except asyncpg.InvalidSQLStatementNameError:
+                # a pooler that renames the driver's statements (PgBouncer's
+                # max_prepared_statements): PREPARE the text again, as plans.py does
+                self._facts.explain_by_name = False
+        return await self.session.run(lambda conn: plans.plan_nodes(conn, sql, len(stmt.params)))
 
     def _pg_type(self, t: Any) -> PgType:
         typtype, element = self._types.get(t.oid, ("b", None))

@@ -57,6 +57,31 @@ async def plan_nodes(conn: asyncpg.Connection, sql: str, n_params: int) -> froze
     return frozenset(_node_types(plan))
 
 
+async def prepared_plan_nodes(
+    conn: asyncpg.Connection, stmt: asyncpg.prepared_stmt.PreparedStatement
+) -> frozenset[str]:
+    """Node types of the generic plan of ``stmt``, a statement the driver prepared, never run.
+
+    For a load's own block (engine/compiler.py's ``Session``), which already has
+    ``plan_cache_mode = force_generic_plan`` and a statement timeout: the driver's
+    prepared statement is explained by name (``EXPLAIN EXECUTE`` reaches statements
+    of the protocol as well as ``PREPARE``'s), so nothing is prepared twice and
+    nothing needs a savepoint of its own. Raises ``asyncpg.PostgresError`` when the
+    server will not plan it.
+    """
+    n_params = len(stmt.get_parameters())
+    if not stmt.get_name():
+        # the driver keeps no named statement (statement_cache_size=0: ENGINE_PGBOUNCER=
+        # transaction, engine/pgbouncer.py), so there is none to name: PREPARE the text
+        return await plan_nodes(conn, stmt.get_query(), n_params)
+    nulls = f"({', '.join(['NULL'] * n_params)})" if n_params else ""
+    explain = await conn.prepare(f'EXPLAIN (FORMAT JSON) EXECUTE "{stmt.get_name()}"{nulls}')
+    plan = await explain.fetchval()
+    if isinstance(plan, str | bytes):
+        plan = orjson.loads(plan)
+    return frozenset(_node_types(plan))
+
+
 def _node_types(node: Any) -> Iterator[str]:
     """Every ``Node Type`` in an EXPLAIN (FORMAT JSON) tree: sub-plans, CTEs, init plans."""
     stack = [node]

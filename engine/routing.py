@@ -8,8 +8,9 @@ the rest by regexes ordered from the most to the least specific.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +26,7 @@ class _Unavailable:
 UNAVAILABLE: Final = _Unavailable()
 
 
+@functools.lru_cache(maxsize=65536)  # every load asks it of every row
 def route_key(method: str, path: str) -> tuple[str, str]:
     """What makes two rows clash: the method and the path with parameter names and a
     trailing slash ignored (``/a/{id}/`` and ``/a/{x}`` are one route)."""
@@ -40,6 +42,7 @@ class _Route:
     path: str
     regex: Any
     methods: dict[str, Any] = field(default_factory=dict)
+    specificity: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,24 +55,67 @@ class Match:
     route: str | None = None  # the path template matched (for figures and logs)
 
 
-class RouteTable:
-    """Path + method -> owner. Entries are (method, path, owner)."""
+def _specificity(route: _Route) -> tuple[int, ...]:
+    return route.specificity
 
-    def __init__(self, entries: Iterable[tuple[str, str, Any]]) -> None:
+
+class RouteTable:
+    """Path + method -> owner. Entries are (method, path, owner).
+
+    ``previous``: the table this one replaces, whose compiled path regexes are reused
+    (a reload of thousands of routes compiles only the paths that are new).
+    """
+
+    def __init__(
+        self, entries: Iterable[tuple[str, str, Any]], previous: RouteTable | None = None
+    ) -> None:
+        for _ in self._build(entries, previous, 0):
+            pass
+
+    @classmethod
+    def in_steps(
+        cls,
+        entries: Iterable[tuple[str, str, Any]],
+        previous: RouteTable | None = None,
+        every: int = 500,
+    ) -> Generator[None, None, RouteTable]:
+        """The same table built ``every`` entries at a time: a generator whose value is
+        the table, so a caller on an event loop can let other work run between steps."""
+        table = cls.__new__(cls)
+        yield from table._build(entries, previous, every)
+        return table
+
+    def _build(
+        self, entries: Iterable[tuple[str, str, Any]], previous: RouteTable | None, every: int
+    ) -> Iterator[None]:
+        known = previous._routes if previous is not None else {}
         routes: dict[str, _Route] = {}
-        for method, path, owner in entries:
+        exact: dict[str, _Route] = {}
+        patterns: list[_Route] = []
+        for n, (method, path, owner) in enumerate(entries, 1):
+            if every and n % every == 0:
+                yield
             route = routes.get(path)
             if route is None:
-                try:
-                    regex = path_regex(path)
-                except (SpecError, KeyError, ValueError, re.error):  # a path no request can reach
-                    continue
-                route = routes[path] = _Route(path, regex)
+                old = known.get(path)
+                if old is not None:
+                    route = _Route(path, old.regex, specificity=old.specificity)
+                else:
+                    try:
+                        regex = path_regex(path)
+                    except (SpecError, KeyError, ValueError, re.error):  # no request reaches it
+                        continue
+                    route = _Route(path, regex, specificity=path_specificity(path))
+                routes[path] = route
+                if "{" in path:
+                    patterns.append(route)
+                else:
+                    exact[path] = route
             route.methods[method] = owner
-        self._exact = {p: r for p, r in routes.items() if "{" not in p}
-        self._patterns = sorted(
-            (r for p, r in routes.items() if "{" in p), key=lambda r: path_specificity(r.path)
-        )
+        patterns.sort(key=_specificity)  # stable: equally specific routes keep their order
+        self._routes = routes
+        self._exact = exact
+        self._patterns = patterns
 
     def match(self, path: str, method: str) -> Match | None:
         if method == "HEAD":
