@@ -34,7 +34,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from engine.errors import ApiError
-from engine.keys import KeyRefused, KeyStore
+from engine.keys import KeyRefused, KeyStore, StoredKey
 
 log = logging.getLogger("engine.auth")
 
@@ -138,6 +138,8 @@ class Authenticator:
         # SHA-256 of a verified token -> (its principal, the instant it stops being valid):
         # a signature is checked once per token, not once per request; expiry still holds
         self._verified: dict[bytes, tuple[Principal, float]] = {}
+        # a stored key (as loaded: a revocation or an edit is another value) -> its principal
+        self._key_principals: dict[StoredKey, Principal] = {}
 
     @staticmethod
     def log_refusal(request_id: str, method: str, path: str, reason: str) -> None:
@@ -179,6 +181,9 @@ class Authenticator:
                 headers=_CHALLENGE,
                 internal=f"API key refused: {exc}",
             ) from None
+        known = self._key_principals.get(stored)  # the same stored key: the same principal
+        if known is not None:
+            return known
         claims: dict[str, Any] = {
             "sub": f"key:{stored.name}",
             "roles": list(stored.roles),
@@ -186,13 +191,17 @@ class Authenticator:
         }
         if stored.tenant_id is not None:
             claims["tenant_id"] = stored.tenant_id
-        return Principal(
+        principal = Principal(
             subject=claims["sub"],
             roles=frozenset(stored.roles),
             permissions=frozenset(stored.permissions),
             claims=claims,
             kind="key",
         )
+        if len(self._key_principals) >= VERIFIED_TOKENS:
+            self._key_principals.clear()  # keys replaced many times over: start again
+        self._key_principals[stored] = principal
+        return principal
 
     def _from_jwt(self, token: str) -> Principal:
         digest = hashlib.sha256(token.encode(errors="surrogatepass")).digest()

@@ -931,6 +931,41 @@ def test_a_token_whose_exp_is_beyond_a_float_is_verified_not_remembered() -> Non
     assert authenticator._verified == {}
 
 
+def test_an_api_key_principal_is_built_once_and_a_revocation_still_refuses_it() -> None:
+    import datetime as dt_
+
+    from engine import auth, keys
+
+    key, prefix = keys.new_key()
+    row = {
+        "key_prefix": prefix,
+        "name": "ops",
+        "key_hash": keys.hash_key(key),
+        "roles": ["reader"],
+        "permissions": [],
+        "tenant_id": 4,
+        "expires_at": None,
+        "revoked_at": None,
+    }
+    store = keys.KeyStore()
+    store.replace([row])
+    authenticator = auth.Authenticator(SECRET32, store)
+    first = authenticator._from_key(key)
+    assert first.claims == {
+        "sub": "key:ops",
+        "roles": ["reader"],
+        "permissions": [],
+        "tenant_id": 4,
+    }
+    assert authenticator._from_key(key) is first  # not rebuilt per request
+    store.replace([{**row, "revoked_at": dt_.datetime.now(dt_.UTC)}])
+    with pytest.raises(auth.ApiError) as refused:
+        authenticator._from_key(key)
+    assert refused.value.code == "INVALID_TOKEN"
+    store.replace([{**row, "roles": ["writer"]}])  # edited: a new principal, new roles
+    assert authenticator._from_key(key).roles == frozenset({"writer"})
+
+
 class _Later:
     """``datetime`` as PyJWT reads it (``datetime.now(tz=...)``), at a fixed later instant."""
 
