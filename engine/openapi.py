@@ -309,53 +309,11 @@ class _Operations(Operations):
         saved = self.max_body_bytes
         self.max_body_bytes = self._bulk_limit(ep)
         try:
-            return self._answers(ep, bulk_codes(ep, self.errors))
+            return self._answers(
+                ep, bulk_codes(ep, self.errors), {415: {"Accept-Post": _ACCEPT_POST}}
+            )
         finally:
             self.max_body_bytes = saved
-
-    def _answers(self, ep: CompiledEndpoint, codes: list[str]) -> dict[str, Any]:
-        """Operations._errors for ``codes`` (it takes route_codes'): one shared answer per
-        status listing its codes, and ``default``."""
-        by_status: dict[int, list[str]] = {}
-        for code in codes:
-            by_status.setdefault(self.errors.get(code).status, []).append(code)
-        envelope = ep.error or self.catalog.default_error_envelope
-        limited = (
-            ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
-            if ep.spec.rate_limit_per_minute
-            else ()
-        )
-        out: dict[str, Any] = {}
-        for status in sorted(by_status):
-            names = ["X-Request-ID", "Content-Language", *limited]
-            if status == 401:
-                names.append("WWW-Authenticate")
-            if status in (429, 503):
-                names.append("Retry-After")
-            if status == 415:
-                names.append("Accept-Post")
-            headers: dict[str, Any] = {
-                h: ref("headers", h) if h in HEADERS else _ACCEPT_POST for h in names
-            }
-            for name, value in envelope.headers if envelope is not None else ():
-                headers[name] = header_object("From the response template.", {"enum": [value]})
-            listed = "; ".join(f"`{c}`: {self.errors.get(c).message}" for c in by_status[status])
-            if status == 413 and self.max_body_bytes:
-                listed += f" (at most {self.max_body_bytes} bytes)"
-            examples = {c: ref("examples", self._example(c)) for c in by_status[status]}
-            response = {
-                "description": f"{phrase(status)}. {listed}",
-                "headers": headers,
-                "content": {
-                    PROBLEM_CONTENT_TYPE: {
-                        "schema": ref("schemas", "Problem"),
-                        "examples": examples,
-                    }
-                },
-            }
-            out[str(status)] = ref("responses", self._shared(f"E{status}", response))
-        out["default"] = ref("responses", self._other_error())
-        return out
 
 
 EngineRoute = str | tuple[str, Collection[str] | None]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, ErrorCatalog
@@ -465,8 +465,18 @@ class Operations:
         return out
 
     def _errors(self, ep: CompiledEndpoint) -> dict[str, Any]:
+        return self._answers(ep, route_codes(ep, self.errors))
+
+    def _answers(
+        self,
+        ep: CompiledEndpoint,
+        codes_of_route: Iterable[str],
+        extra_headers: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """One shared answer per status listing its codes, and ``default``; ``extra_headers``:
+        status -> headers those answers carry besides the usual ones."""
         by_status: dict[int, list[str]] = {}
-        for code in route_codes(ep, self.errors):
+        for code in codes_of_route:
             by_status.setdefault(self.errors.get(code).status, []).append(code)
         envelope = ep.error or self.catalog.default_error_envelope
         limited = (
@@ -483,6 +493,7 @@ class Operations:
             if status in (429, 503):
                 names.append("Retry-After")
             headers: dict[str, Any] = {h: ref("headers", h) for h in names}
+            headers.update((extra_headers or {}).get(status, {}))
             for name, value in envelope.headers if envelope is not None else ():
                 headers[name] = header_object("From the response template.", {"enum": [value]})
             listed = "; ".join(f"`{c}`: {self.errors.get(c).message}" for c in codes)
