@@ -498,3 +498,16 @@ def _problem(p: ParamSpec, message: str) -> dict[str, Any]:
     if p.source == "body":
         entry["pointer"] = "/" + p.name.replace("~", "~0").replace("/", "~1")
     return entry
+
+
+def query_object(params: Sequence[ParamSpec], query: Any, args: Sequence[Any]) -> dict[str, Any]:
+    """The query string as the object a query schema checks (``applies_to = 'query'``): a
+    repeated name as an array of its values, the row's own query parameters as bound."""
+    out: dict[str, Any] = {}
+    for key in query:
+        values = query.getlist(key)
+        out[key] = values if len(values) > 1 else values[0]
+    for p in params:
+        if p.source == "query" and p.name in out:
+            out[p.name] = args[p.position - 1]
+    return out

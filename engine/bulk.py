@@ -45,9 +45,20 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from engine.auth import Principal
+from engine.binding import query_object
 from engine.cache import ResponseCache
 from engine.compiler import CompiledEndpoint
-from engine.database import Database, acquire, affected_rows, recovering, release, translate
+from engine.database import (
+    Database,
+    acquire,
+    affected_rows,
+    commit,
+    drop_connection,
+    recovering,
+    release,
+    rollback,
+    translate,
+)
 from engine.errors import ApiError
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
 from engine.observe import record_statement
@@ -61,7 +72,7 @@ from engine.records import (
     TooLong,
     parse_csv,
 )
-from engine.recovery import RETRY_AFTER_S, EndpointGates
+from engine.recovery import EndpointGates
 from engine.settings import Settings
 from engine.shaping import Rendered, Shaped, encode
 
@@ -73,14 +84,6 @@ MEDIA_TYPES = {
 }
 FORMAT_MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
 ANALYZE_FROM = 1000  # a staging table of this many records gets statistics before the template
-# what, during COMMIT, leaves the outcome unknown (as engine/database.py's run_write says)
-_CONNECTION_LOST = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    InternalClientError,
-)
 _DRIVER_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 ALL_IMPORTS = 0  # the gate (EndpointGates) every bulk row shares; no mapping row has id 0
 
@@ -187,7 +190,7 @@ async def handle(
     claims = principal.claims if principal is not None else None
     args = ep.binder.bind(_Source(path_params, request.query_params, request.headers, None, claims))
     if ep.query_schema is not None:
-        ep.query_schema.check(_query_object(ep, request, args))
+        ep.query_schema.check(query_object(ep.spec.params, request.query_params, args))
     guard = _guard(services, ep, request, principal.identity if principal else None)
     request_id = headers.get("X-Request-ID", "")
     settings = services.settings
@@ -248,17 +251,6 @@ def _format(request: Request, plan: BulkPlan) -> str:
             headers={"Accept-Post": accepted},
         )
     return fmt
-
-
-def _query_object(ep: CompiledEndpoint, request: Request, args: list[Any]) -> dict[str, Any]:
-    query: dict[str, Any] = {}
-    for key in request.query_params:
-        values = request.query_params.getlist(key)
-        query[key] = values if len(values) > 1 else values[0]
-    for p in ep.spec.params:
-        if p.source == "query" and p.name in query:
-            query[p.name] = args[p.position - 1]
-    return query
 
 
 def _guard(
@@ -435,7 +427,7 @@ async def _import(
                     checked = replace(checked, fingerprint=_fingerprint(request, tally, args))
                     rendered = await checked.before(conn)
                 if rendered is not None:
-                    await _rollback(tx)
+                    await rollback(tx)
                     return rendered
                 loaded = tally.received - tally.rejected
                 if loaded >= ANALYZE_FROM:
@@ -444,26 +436,15 @@ async def _import(
                 if checked is not None:
                     await checked.after(conn, rendered)
             except BaseException as exc:
-                await _rollback(tx)
+                await rollback(tx)
                 if isinstance(exc, InternalClientError):
-                    _drop(conn)
+                    drop_connection(conn)
                 if isinstance(exc, (*_DRIVER_ERRORS, InternalClientError)):
                     raise translate(
                         exc, operation, known_codes, client_values=True, params=ep.param_names
                     ) from exc
                 raise
-            try:
-                await tx.commit()
-            except _CONNECTION_LOST as exc:
-                _drop(conn)
-                raise ApiError(
-                    "COMMIT_OUTCOME_UNKNOWN",
-                    headers={"Retry-After": RETRY_AFTER_S},
-                    internal=f"connection lost during COMMIT: {exc!r}",
-                    database_error=f"{type(exc).__name__}: {exc}",
-                ) from exc
-            except asyncpg.PostgresError as exc:  # refused at COMMIT (a deferred constraint)
-                raise translate(exc, operation, known_codes) from exc
+            await commit(conn, tx, operation, known_codes)
             return rendered
         finally:
             record_statement(time.perf_counter() - started, plan.sql, args)
@@ -521,13 +502,3 @@ def _fingerprint(request: Request, tally: _Tally, args: list[Any]) -> str:
         tally.digest.digest(),
         encode(args),
     )
-
-
-async def _rollback(tx: Any) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.shield(tx.rollback())
-
-
-def _drop(conn: asyncpg.Connection) -> None:
-    with contextlib.suppress(Exception):
-        conn.terminate()

@@ -574,18 +574,7 @@ async def run_write(
                         internal=f"decoding the result failed, rolled back: {exc!r}",
                     ) from exc
                 raise
-            try:
-                await tx.commit()
-            except _CONNECTION_LOST as exc:
-                _drop(conn)
-                raise ApiError(
-                    "COMMIT_OUTCOME_UNKNOWN",
-                    headers={"Retry-After": RETRY_AFTER_S},
-                    internal=f"connection lost during COMMIT: {exc!r}",
-                    database_error=f"{type(exc).__name__}: {exc}",
-                ) from exc
-            except asyncpg.PostgresError as exc:  # refused at COMMIT (deferred constraint...)
-                raise translate(exc, operation, known_codes, client_values=client_values) from exc
+            await commit(conn, tx, operation, known_codes, client_values=client_values)
             return result
         finally:
             record_statement(time.perf_counter() - started, sql, args)
@@ -651,10 +640,44 @@ def _client_may_cause(
     return True
 
 
-def _drop(conn: asyncpg.Connection) -> None:
+def drop_connection(conn: asyncpg.Connection) -> None:
     """Close a connection that must not be reused (it may be gone already)."""
     with contextlib.suppress(Exception):
         conn.terminate()
+
+
+_drop = drop_connection
+
+
+async def commit(
+    conn: asyncpg.Connection,
+    tx: Any,
+    operation: str,
+    known_codes: Container[str],
+    *,
+    client_values: bool = True,
+) -> None:
+    """COMMIT a write's transaction. A connection lost during it is 503
+    ``COMMIT_OUTCOME_UNKNOWN`` (the server may or may not have committed); a refusal at
+    COMMIT (a deferred constraint) is translated as the statement's errors are."""
+    try:
+        await tx.commit()
+    except _CONNECTION_LOST as exc:
+        drop_connection(conn)
+        raise ApiError(
+            "COMMIT_OUTCOME_UNKNOWN",
+            headers={"Retry-After": RETRY_AFTER_S},
+            internal=f"connection lost during COMMIT: {exc!r}",
+            database_error=f"{type(exc).__name__}: {exc}",
+        ) from exc
+    except asyncpg.PostgresError as exc:
+        raise translate(exc, operation, known_codes, client_values=client_values) from exc
+
+
+async def rollback(tx: Any) -> None:
+    """Roll ``tx`` back whatever happens (shielded: a cancelled request still rolls back)."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(tx.rollback())
 
 
 async def _rollback(conn: asyncpg.Connection, tx: Any) -> None:

@@ -26,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from engine import bulk
 from engine.auth import Authenticator, Principal, authorize
+from engine.binding import query_object
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
 from engine.database import (
@@ -488,13 +489,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def _query_object(ep: CompiledEndpoint, request: Request, args: list[Any]) -> dict[str, Any]:
-    query: dict[str, Any] = {}
-    for key in request.query_params:
-        values = request.query_params.getlist(key)
-        query[key] = values if len(values) > 1 else values[0]
-    for p in ep.spec.params:
-        if p.source == "query" and p.name in query:
-            query[p.name] = args[p.position - 1]
+    query = query_object(ep.spec.params, request.query_params, args)
     if ep.page_sql is not None:
         for name in ("limit", "offset", "after"):
             if name in query and (name != "after" or ep.after_sql is not None):
