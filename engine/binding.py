@@ -78,6 +78,17 @@ class Source(Protocol):
     claims: Mapping[str, Any] | None
 
 
+@dataclass
+class RequestSource:
+    """A :class:`Source` made of a request's parts (the request path's and a bulk import's)."""
+
+    path_params: Mapping[str, str]
+    query: Any
+    headers: Any
+    body: Any
+    claims: Mapping[str, Any] | None
+
+
 def compatible(declared: str, pg: PgType, items: str | None = None) -> bool:
     if declared == "array":
         if pg.kind != "array":

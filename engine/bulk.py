@@ -45,7 +45,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from engine.auth import Principal
-from engine.binding import query_object
+from engine.binding import RequestSource, query_object
 from engine.cache import ResponseCache
 from engine.compiler import CompiledEndpoint
 from engine.database import (
@@ -96,15 +96,6 @@ class BulkServices(Protocol):
     cache: ResponseCache
     gates: EndpointGates
     publish_invalidation: Callable[[Iterable[str]], None]
-
-
-@dataclass
-class _Source:
-    path_params: Mapping[str, str]
-    query: Any
-    headers: Any
-    body: Any
-    claims: Mapping[str, Any] | None
 
 
 class _Body:
@@ -188,7 +179,9 @@ async def handle(
     if length and length.isdigit() and int(length) > limit:
         raise ApiError("PAYLOAD_TOO_LARGE", f"The body may be at most {limit} bytes")
     claims = principal.claims if principal is not None else None
-    args = ep.binder.bind(_Source(path_params, request.query_params, request.headers, None, claims))
+    args = ep.binder.bind(
+        RequestSource(path_params, request.query_params, request.headers, None, claims)
+    )
     if ep.query_schema is not None:
         ep.query_schema.check(query_object(ep.spec.params, request.query_params, args))
     guard = _guard(services, ep, request, principal.identity if principal else None)

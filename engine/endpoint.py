@@ -26,7 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from engine import bulk
 from engine.auth import Authenticator, Principal, authorize
-from engine.binding import query_object
+from engine.binding import RequestSource, query_object
 from engine.cache import CachedAnswer, ResponseCache, etag_matches, etag_of
 from engine.catalog import Catalog, CatalogManager, CompiledEndpoint
 from engine.database import (
@@ -163,15 +163,6 @@ def query_of(raw: bytes) -> QueryParams:
     return params
 
 
-@dataclass
-class _Source:
-    path_params: Mapping[str, str]
-    query: Any
-    headers: Any
-    body: Any
-    claims: Mapping[str, Any] | None
-
-
 class Dispatcher:
     """ASGI app serving every path of the live catalogue."""
 
@@ -296,7 +287,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
                 body = ep.sanitizer.apply({} if body is None else body)
             if ep.body_schema is not None:
                 ep.body_schema.check({} if body is None else body)
-        source = _Source(
+        source = RequestSource(
             match.path_params,
             request.query_params,
             request.headers,
