@@ -11,6 +11,7 @@ whole load. A row that cannot work raises :class:`SpecError` with the reason.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -198,15 +199,16 @@ class CompiledEndpoint:
     # empty bulk_records in front), and the plan holds the template that runs
     bulk: records.BulkPlan | None = None
 
-    @property
+    # decided once per compiled row (asked on every request, and for every row a reload walks)
+    @functools.cached_property
     def needs_body(self) -> bool:
         return self.binder.uses_body or self.body_schema is not None
 
-    @property
+    @functools.cached_property
     def cacheable(self) -> bool:
         return self.spec.is_read and self.cache.enabled and self.spec.result.shape != "stream"
 
-    @property
+    @functools.cached_property
     def invalidates(self) -> frozenset[str]:
         """Tables whose cached reads a successful call of this (write) endpoint drops."""
         return frozenset() if self.spec.is_read else self.cache.tables
