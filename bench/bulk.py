@@ -20,24 +20,20 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import asyncpg
-import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.servers import RssSampler, rss_kb, start_engine, stop, wait_ready  # noqa: E402
 from engine import migrations, pgserver  # noqa: E402
 from engine.auth import mint_token  # noqa: E402
 
@@ -147,30 +143,6 @@ def _write_records(path: Path, n: int, first_service: int = 1) -> int:
     return path.stat().st_size
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_kb(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))
-
-
-class _Peak(threading.Thread):
-    """The engine's largest RSS while an import runs (sampled every 50 ms)."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.done = pid, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.peak = max(self.peak, _rss_kb(self.pid))
-            self.done.wait(0.05)
-
-
 def _upload(port: int, token: str, path: Path) -> tuple[int, dict, float]:
     started = time.perf_counter()
     out = subprocess.run(
@@ -215,47 +187,21 @@ def main() -> int:
     warm_file, big_file = folder / "warm.ndjson", folder / "records.ndjson"
     _write_records(warm_file, 20_000, first_service=10_000)
     size = _write_records(big_file, args.records)
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")},
-        "DATABASE_URL": url,
-        "ENGINE_PORT": str(port),
-        "ENGINE_JWT_SECRET": SECRET,
-        "PYTHONPATH": str(ROOT),
-    }
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(folder / "engine.log").open("w"),
-    )
+    engine = start_engine("engine", url, SECRET, folder)  # default settings, as users run it
+    port, pid = engine.port, engine.process.pid
     runs = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or engine.poll() is not None:
-                print((folder / "engine.log").read_text(), file=sys.stderr)
-                raise RuntimeError("the engine did not become ready")
-            time.sleep(0.2)
+        wait_ready(engine, "/health/ready", ok_only=True, timeout_s=60)
         token = mint_token(SECRET, subject="bench", roles=[], tenant_id=3, ttl_s=3600)
         status, answer, _ = _upload(port, token, warm_file)  # warm-up: code paths, pool
         if status != 201:
             raise RuntimeError(f"the warm-up import failed: {status} {answer}")
         asyncio.run(_reset(url))
         for _ in range(args.runs):
-            rss_before = _rss_kb(engine.pid)
-            peak = _Peak(engine.pid)
-            peak.start()
-            status, answer, seconds = _upload(port, token, big_file)
-            peak.done.set()
-            peak.join()
-            rss_after = _rss_kb(engine.pid)
+            rss_before = rss_kb(pid)
+            with RssSampler(pid, every_s=0.05) as sampler:
+                status, answer, seconds = _upload(port, token, big_file)
+            rss_after = rss_kb(pid)
             stored = asyncio.run(_reset(url))
             runs.append(
                 {
@@ -265,13 +211,12 @@ def main() -> int:
                     "records_per_s": round(args.records / seconds),
                     "stored": stored,
                     "rss_kb_before": rss_before,
-                    "rss_kb_peak": max(peak.peak, rss_after),
+                    "rss_kb_peak": sampler.peak,
                     "rss_kb_after": rss_after,
                 }
             )
     finally:
-        engine.send_signal(signal.SIGTERM)
-        engine.wait(30)
+        stop(engine)
         if handle is not None:
             handle.cleanup()
         shutil.rmtree(folder, ignore_errors=True)

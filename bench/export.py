@@ -20,23 +20,20 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET = "export-bench-secret-export-bench-secret"  # the exports need no token; serve needs one
 sys.path.insert(0, str(ROOT))
 
+from bench.servers import RssSampler, rss_kb, start_engine, stop, wait_ready  # noqa: E402
 from engine import migrations, pgserver  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -82,43 +79,6 @@ async def _prepare(url: str, rows: int) -> None:
         await conn.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_kb(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", text)
-    return int(match.group(1)) if match else 0
-
-
-class Sampler:
-    """The engine's RSS every ``every_s`` seconds, on a thread, until stopped."""
-
-    def __init__(self, pid: int, every_s: float = 0.1) -> None:
-        self.pid = pid
-        self.every_s = every_s
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(_rss_kb(self.pid))
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.samples.append(_rss_kb(self.pid))
-
-
 def _download(url: str) -> tuple[int, float, int]:
     """(bytes, seconds, HTTP status) of one download by curl, discarding the body."""
     out = subprocess.run(
@@ -153,10 +113,10 @@ def _count_rows(url: str, fmt: str) -> int:
 
 def _export(port: int, pid: int, fmt: str, rows: int) -> dict:
     url = f"http://127.0.0.1:{port}/bench/export/rows.{fmt}"
-    before = _rss_kb(pid)
-    with Sampler(pid) as sampler:
+    before = rss_kb(pid)
+    with RssSampler(pid) as sampler:
         size, seconds, status = _download(url)
-    peak = max(sampler.samples)
+    peak = sampler.peak
     if status != 200:
         raise RuntimeError(f"{url} answered {status}")
     return {
@@ -191,40 +151,21 @@ def main() -> int:
         handle = pgserver.start(folder / "data", delete_on_exit=True)
         url = handle.get_uri()
     asyncio.run(_prepare(url, args.rows))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
-    env.update(DATABASE_URL=url, ENGINE_PORT=str(port), PYTHONPATH=str(ROOT))
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,  # the access log, on by default as users run it
-        stderr=(folder / "engine.log").open("w"),
-    )
+    engine = start_engine("engine", url, SECRET, folder)  # default settings, as users run it
+    port = engine.port
     runs = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or engine.poll() is not None:
-                print((folder / "engine.log").read_text(), file=sys.stderr)
-                raise RuntimeError("the engine did not become ready")
-            time.sleep(0.2)
+        wait_ready(engine, "/health/ready", ok_only=True, timeout_s=60)
         # the first export starts from the idle engine: its growth is the honest one
         for _ in range(args.runs):
             for fmt in ("ndjson", "csv"):
-                runs.append(_export(port, engine.pid, fmt, args.rows))
+                runs.append(_export(port, engine.process.pid, fmt, args.rows))
         base = f"http://127.0.0.1:{port}/bench/export/rows"
         counted = {fmt: _count_rows(f"{base}.{fmt}", fmt) for fmt in ("ndjson", "csv")}
         if any(n != args.rows for n in counted.values()):
             raise RuntimeError(f"an export lost rows: {counted} (expected {args.rows})")
     finally:
-        engine.send_signal(signal.SIGTERM)
-        engine.wait(30)
+        stop(engine)
         if handle is not None:
             handle.cleanup()
 

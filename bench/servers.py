@@ -9,10 +9,12 @@ uvicorn's access log (the most favourable way to run them).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -121,3 +123,43 @@ def stop(server: Server) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(10)
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory (VmRSS), in kB; 0 once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) if match else 0
+
+
+class RssSampler:
+    """A process's RSS every ``every_s`` seconds on a thread, from ``with`` to its end
+    (one sample more at the end): ``samples``, ``peak``."""
+
+    def __init__(self, pid: int, every_s: float = 0.1) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def peak(self) -> int:
+        return max(self.samples, default=0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(rss_kb(self.pid))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(rss_kb(self.pid))
