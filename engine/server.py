@@ -4,8 +4,8 @@ uvicorn alone keeps a connection whose request head arrives a byte at a time ope
 for ever (its keep-alive timer stops at the first byte), accepts connections until
 the process runs out of file descriptors, and on SIGTERM has no deadline but the
 statement timeout. :class:`EngineServer` is a ``uvicorn.Server`` whose HTTP
-protocol (a subclass of uvicorn's httptools protocol, or of its h11 one when
-httptools is not installed: :func:`protocol_class`) adds:
+protocol (the engine's own over httptools, engine/http1.py, or uvicorn's h11 one
+with the same limits when httptools is not installed: :func:`protocol_class`) adds:
 
 - **Header timeout** (``ENGINE_HEADER_TIMEOUT_S``): a connection that has not sent a
   complete request head that long after it opened, or after its previous answer
@@ -67,9 +67,11 @@ from engine.settings import Settings
 from engine.shaping import encode
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    import httptools  # noqa: F401  (engine/http1.py's parser)
+
+    HAVE_HTTPTOOLS = True
 except ImportError:  # pragma: no cover (httptools is optional: uvicorn falls back to h11)
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+    HAVE_HTTPTOOLS = False
 
 log = logging.getLogger("engine.server")
 
@@ -204,8 +206,18 @@ def refusal_bytes(app: Any) -> bytes:
     return head.encode("latin-1") + content
 
 
+async def answer_cancelled(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer of a request cancelled at the end of the grace, before its answer began."""
+    if scope["method"] in SAFE_METHODS:
+        code, detail = SHUTTING_DOWN, "The server shut down before this request finished"
+    else:
+        code = COMMIT_OUTCOME_UNKNOWN
+        detail = "The server shut down while this request ran: it may have been written"
+    await problem_response(app, scope, code, detail)(scope, receive, send)
+
+
 # ---------------------------------------------------------------------------
-# The protocol: the same additions over uvicorn's httptools and h11 protocols
+# The h11 protocol: the same limits over uvicorn's (engine/http1.py is the default)
 # ---------------------------------------------------------------------------
 
 
@@ -346,120 +358,7 @@ class _Guarded:
             if started:  # the answer is cut: it must not look complete
                 self.transport.close()
                 return
-            if scope["method"] in SAFE_METHODS:
-                code, detail = SHUTTING_DOWN, "The server shut down before this request finished"
-            else:
-                code = COMMIT_OUTCOME_UNKNOWN
-                detail = "The server shut down while this request ran: it may have been written"
-            await problem_response(app, scope, code, detail)(scope, receive, send)
-
-
-class _Held:
-    """The transport of a cycle while it writes a response head: the head is kept, not
-    written, so that it goes out in one write with the body (one syscall less)."""
-
-    __slots__ = ("data", "transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.data: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        self.data = data if self.data is None else self.data + data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class _Prefixed:
-    """The transport of a cycle while it writes the body after a kept head: the first
-    write carries the head in front."""
-
-    __slots__ = ("head", "transport")
-
-    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
-        self.transport = transport
-        self.head: bytes | None = head
-
-    def write(self, data: bytes) -> None:
-        head, self.head = self.head, None
-        self.transport.write(data if head is None else head + data)
-
-    def close(self) -> None:
-        """The cycle closes the connection after its answer (HTTP/1.0, Connection: close,
-        a drain): a head still kept goes out first, never dropped by the close."""
-        head, self.head = self.head, None
-        if head is not None:
-            self.transport.write(head)
-        self.transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-def _coalescing(cycle_class: type) -> type:
-    """uvicorn's httptools request cycle, writing a response whose length is known (a
-    Content-Length, not chunks) in one write: head and body together. Measured under wrk:
-    the kernel's loopback write was 30 % of a primary-key read's samples, in two writes."""
-
-    class CoalescingCycle(cycle_class):  # type: ignore[misc, valid-type]
-        _held: bytes | None = None
-
-        async def send(self, message: Message) -> None:
-            held = self._held
-            if held is None:
-                if self.response_started or message["type"] != "http.response.start":
-                    await super().send(message)
-                    return
-                shim = _Held(self.transport)
-                self.transport = shim
-                try:
-                    await super().send(message)
-                finally:
-                    self.transport = shim.transport
-                head = shim.data
-                if head is not None:
-                    if (
-                        self.chunked_encoding is False
-                        and self.expected_content_length > 0
-                        and self.scope["method"] != "HEAD"  # no body will follow
-                    ):
-                        self._held = head  # goes with the body
-                    else:  # chunks (a stream: its head at once), HEAD, no body
-                        self.transport.write(head)
-                return
-            self._held = None
-            prefixed = _Prefixed(self.transport, held)
-            self.transport = prefixed
-            try:
-                await super().send(message)
-            finally:
-                self.transport = prefixed.transport
-                if prefixed.head is not None and not self.disconnected:
-                    self.transport.write(prefixed.head)  # the body wrote nothing
-
-    return CoalescingCycle
-
-
-if HttpToolsProtocol is not None:
-    from uvicorn.protocols.http import httptools_impl
-
-    _CoalescingCycle = _coalescing(httptools_impl.RequestResponseCycle)
-    # the attributes the cycle's send is written against (uvicorn 0.29 to 0.38+)
-    _CYCLE_KNOWN = all(
-        name in httptools_impl.RequestResponseCycle.send.__code__.co_names
-        for name in ("transport", "response_started", "chunked_encoding", "expected_content_length")
-    )
-
-    class EngineHttpToolsProtocol(_Guarded, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the engine's limits, writing each answer of a
-        known length in one write."""
-
-        def on_headers_complete(self) -> None:
-            super().on_headers_complete()
-            cycle = self.cycle
-            if _CYCLE_KNOWN and type(cycle) is httptools_impl.RequestResponseCycle:
-                cycle.__class__ = _CoalescingCycle  # before its task first runs
+            await answer_cancelled(app, scope, receive, send)
 
 
 class EngineH11Protocol(_Guarded, H11Protocol):
@@ -467,14 +366,17 @@ class EngineH11Protocol(_Guarded, H11Protocol):
 
 
 def protocol_class(http: str = "auto") -> type[asyncio.Protocol]:
-    """The protocol for uvicorn's ``http`` choice: httptools when installed (as uvicorn's
-    "auto"), else h11."""
-    if http == "h11" or (http == "auto" and HttpToolsProtocol is None):
+    """The protocol for uvicorn's ``http`` choice: the engine's own over httptools
+    (engine/http1.py) when httptools is installed (as uvicorn's "auto"), else uvicorn's h11
+    protocol with the same limits."""
+    if http == "h11" or (http == "auto" and not HAVE_HTTPTOOLS):
         return EngineH11Protocol
     if http in ("auto", "httptools"):
-        if HttpToolsProtocol is None:
+        if not HAVE_HTTPTOOLS:
             raise ValueError("http='httptools' needs the httptools package")
-        return EngineHttpToolsProtocol
+        from engine.http1 import EngineProtocol
+
+        return EngineProtocol
     raise ValueError(f"unsupported HTTP implementation {http!r} (auto, httptools or h11)")
 
 
