@@ -76,11 +76,17 @@ _SWEEPERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweeper] = (
 )
 
 
+_LAST: list[_Sweeper] = []  # the sweeper found last: almost always this loop's
+
+
 def _sweeper() -> _Sweeper:
     loop = asyncio.get_running_loop()
+    if _LAST and _LAST[0]._loop is loop:
+        return _LAST[0]
     sweeper = _SWEEPERS.get(loop)
     if sweeper is None:
         sweeper = _SWEEPERS[loop] = _Sweeper(loop)
+    _LAST[:] = [sweeper]
     return sweeper
 
 

@@ -84,6 +84,17 @@ class Services:
     gates: EndpointGates = field(default_factory=EndpointGates)  # each row's max_concurrent
 
 
+_HEADER_NAMES: dict[str, bytes] = {}  # a header name as written -> as sent (lower, bytes)
+_HEADER_NAMES_MAX = 1024  # names come from the engine and from rows: bounded all the same
+
+
+def _header_name(key: str) -> bytes:
+    name = key.lower().encode("latin-1")
+    if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+        _HEADER_NAMES[key] = name
+    return name
+
+
 class Reply:
     """An answer written straight to ``send``: Starlette's ``Response`` without its layers
     (the same headers: content-length unless given or bodiless, content-type)."""
@@ -104,11 +115,18 @@ class Reply:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = self.status_code
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
-        given = {name for name, _ in raw}
-        if b"content-length" not in given and not (status < 200 or status in (204, 304)):
-            raw.append((b"content-length", str(len(self.body)).encode()))
-        if self.media_type is not None and b"content-type" not in given:
+        raw = []
+        length_given = type_given = False
+        for key, value in self.headers.items():
+            name = _HEADER_NAMES.get(key) or _header_name(key)
+            if name == b"content-length":
+                length_given = True
+            elif name == b"content-type":
+                type_given = True
+            raw.append((name, value.encode("latin-1")))
+        if not length_given and not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", b"%d" % len(self.body)))
+        if self.media_type is not None and not type_given:
             raw.append((b"content-type", self.media_type.encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": self.body})
@@ -541,7 +559,13 @@ async def _execute(
     replica's answer would be served for the whole TTL, past the invalidation of a write)."""
     read = partial(_read, services, catalog, ep, args, page)
     replicas = services.db.replicas
-    with services.gates.enter(ep.spec.id, ep.spec.max_concurrent):
+    limit = ep.spec.max_concurrent
+    if limit is None:  # no gate to pass (its context manager costs a generator a request)
+        if primary and replicas.replicas:
+            replicas.primary.reads += 1
+            return await read(replicas.primary)
+        return await replicas.read(read)
+    with services.gates.enter(ep.spec.id, limit):
         if primary and replicas.replicas:
             replicas.primary.reads += 1
             return await read(replicas.primary)

@@ -32,7 +32,16 @@ from engine.spec import ResultSpec
 _INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson writes as a JSON integer
 
 
-def _decimal(value: Decimal) -> Any:
+def _decimal(value: Decimal, _str: Callable[[object], str] = str) -> Any:
+    # str() is C and exact; only its exponent forms (1E+30, 1.00E+30) need format(value, "f")
+    text = _str(value)
+    if "E" not in text and value.is_finite():
+        if "." in text:
+            return orjson.Fragment(text)
+        number = int(text)
+        if _INT_RANGE[0] <= number <= _INT_RANGE[1]:
+            return number
+        return orjson.Fragment(text)
     if not value.is_finite():  # JSON has no NaN or Infinity: spelled out, as PostgreSQL does
         return NON_FINITE["NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")]
     # every digit of a numeric, in plain notation (a float would round numeric(20,2)

@@ -257,6 +257,35 @@ def test_labels_stay_bounded_whatever_clients_send():
     assert len(metrics._children) == 1  # an odd method is never kept
 
 
+def test_tallied_requests_read_as_prometheus_clients_own_observations_would():
+    """Requests are tallied in plain numbers and go into prometheus_client at the scrape: the
+    same buckets (a value on a bound is in that bound's bucket), sums and counts."""
+    durations = [0.0004, 0.001, 0.0011, 0.02, 0.3, 7.0, 42.0, 0.001]
+    tallied = Metrics()
+    for d in durations:
+        tallied.observe(Exchange("r", "GET", "/t", 0.0, "/t", status=200, duration_s=d, db_s=d / 2))
+    direct = Metrics()
+    child = direct._duration.labels("/t", "GET")
+    for d in durations:
+        child.observe(d)
+    direct._requests.labels("/t", "GET", "2xx").inc(len(durations))
+    direct._db_time.labels("/t", "GET").inc(sum(d / 2 for d in durations))
+    got, expected = parse(tallied.render().decode()), parse(direct.render().decode())
+    assert series(got, "engine_http_request_duration_seconds_bucket") == series(
+        expected, "engine_http_request_duration_seconds_bucket"
+    )
+    for name in (
+        "engine_http_request_duration_seconds_count",
+        "engine_http_request_duration_seconds_sum",
+        "engine_http_requests_total",
+        "engine_db_time_seconds_total",
+    ):
+        assert series(got, name) == pytest.approx(series(expected, name)), name
+    tallied.observe(_exchange("GET", "/t", 200, route="/t"))  # counted once, not again
+    again = parse(tallied.render().decode())
+    assert value(again, "engine_http_requests_total", route="/t", method="GET", status="2xx") == 9
+
+
 # --- several workers: prometheus_client's multi-process mode ---------------------------
 
 WORKER = """
