@@ -29,7 +29,8 @@ the process's samples, the dispatcher 40 %.
 Everything else is uvicorn's behaviour, kept: ``Expect: 100-continue``, pipelined
 requests answered in order (reading paused meanwhile), read and write flow control,
 HTTP/1.0 and ``Connection: close``, an upgrade request served as an ordinary one,
-400 for what the parser refuses, 500 for an app that fails before answering, a cut
+400 for what the parser refuses (problem+json ``MALFORMED_REQUEST`` here, where uvicorn
+answers text), 500 for an app that fails before answering, a cut
 connection for one that fails after, uvicorn's ``Server`` and ``Date`` headers.
 """
 
@@ -54,6 +55,7 @@ from engine.server import (
     TOO_MANY_CONNECTIONS,
     EngineState,
     answer_cancelled,
+    malformed_bytes,
     problem_response,
     refusal_bytes,
 )
@@ -76,11 +78,7 @@ STATUS_LINE = {status: _status_line(status) for status in range(100, 600)}
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 NO_BODY_STATUSES = frozenset({204, 304})
-INVALID = "Invalid HTTP request received."
-REFUSED_400 = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(INVALID), INVALID.encode())
-)
+INVALID = "Invalid HTTP request received."  # uvicorn's words, in the log
 
 
 class _DefaultHead:
@@ -374,9 +372,9 @@ class EngineProtocol(asyncio.Protocol):
         self._idle_deadline = None  # a byte came: uvicorn's keep-alive is over
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            log.warning(INVALID)
-            self.transport.write(REFUSED_400)
+        except httptools.HttpParserError as exc:
+            log.warning("%s (%s)", INVALID, exc)
+            self.transport.write(malformed_bytes(self.config.app))  # 400 MALFORMED_REQUEST
             self.transport.close()
         except httptools.HttpParserUpgrade:
             log.warning("Unsupported upgrade request.")  # served as an ordinary request

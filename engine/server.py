@@ -43,6 +43,7 @@ import resource
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from http import HTTPStatus
 from types import FrameType
 from typing import Any
 
@@ -86,7 +87,9 @@ CAP_LOG_EVERY_S = 60.0
 TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 SHUTTING_DOWN = "SHUTTING_DOWN"
 COMMIT_OUTCOME_UNKNOWN = "COMMIT_OUTCOME_UNKNOWN"
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
 FALLBACK_CODES = {
+    MALFORMED_REQUEST: (400, "The request could not be read as HTTP/1.1"),
     TOO_MANY_CONNECTIONS: (503, "Too many open connections; retry shortly"),
     SHUTTING_DOWN: (503, "The server is shutting down; retry"),
 }
@@ -186,24 +189,40 @@ def problem_response(app: Any, scope: Scope, code: str, detail: str) -> Response
     )
 
 
-def refusal_bytes(app: Any) -> bytes:
-    """The whole 503 written to a connection beyond the reserve, before it sent anything."""
-    entry = _entry(_errors(app), TOO_MANY_CONNECTIONS)
-    detail = "The server holds as many connections as it may; retry shortly"
+def closing_problem_bytes(app: Any, code: str, detail: str, *, retry: bool) -> bytes:
+    """A whole problem+json answer, written by the protocol itself (no request was read, or
+    none could be), saying the connection closes; ``retry``: with Retry-After."""
+    entry = _entry(_errors(app), code)
     body, lang = problem_body(
-        ApiError(TOO_MANY_CONNECTIONS, detail), entry, request_id=request_id_of({}), instance="/"
+        ApiError(code, detail), entry, request_id=request_id_of({}), instance="/"
     )
     content = encode(body)
+    try:
+        phrase = HTTPStatus(entry.status).phrase
+    except ValueError:  # a status an admin gave the code that HTTP does not name
+        phrase = ""
     head = (
-        f"HTTP/1.1 {entry.status} Service Unavailable\r\n"
+        f"HTTP/1.1 {entry.status} {phrase}\r\n"
         f"content-type: {PROBLEM_CONTENT_TYPE}\r\n"
         f"content-length: {len(content)}\r\n"
         f"content-language: {lang}\r\n"
         f"x-request-id: {body['request_id']}\r\n"
-        f"retry-after: {RETRY_AFTER_S}\r\n"
-        "connection: close\r\n\r\n"
+        + (f"retry-after: {RETRY_AFTER_S}\r\n" if retry else "")
+        + "connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + content
+
+
+def refusal_bytes(app: Any) -> bytes:
+    """The whole 503 written to a connection beyond the reserve, before it sent anything."""
+    detail = "The server holds as many connections as it may; retry shortly"
+    return closing_problem_bytes(app, TOO_MANY_CONNECTIONS, detail, retry=True)
+
+
+def malformed_bytes(app: Any) -> bytes:
+    """The whole 400 written to a connection whose bytes are not an HTTP/1.1 request."""
+    detail = "The bytes received are not a well-formed HTTP/1.1 request"
+    return closing_problem_bytes(app, MALFORMED_REQUEST, detail, retry=False)
 
 
 async def answer_cancelled(app: Any, scope: Scope, receive: Receive, send: Send) -> None:

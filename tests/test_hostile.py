@@ -360,8 +360,8 @@ def mentions(parameter: str) -> Check:
 class Case:
     """One hostile request and its exact answer.
 
-    ``code`` None: not a problem body: a success, or (status 400) the HTTP parser's own
-    refusal, before the engine sees the request (it has no code to give); ``status``
+    ``code`` None: a success, or (status 400) the HTTP parser's own refusal, before the
+    request reaches the dispatcher (the protocol answers it 400 MALFORMED_REQUEST); ``status``
     None: the connection is closed unanswered.
     ``pool``: connections the request may take (0 for every refusal).
     """
@@ -763,9 +763,10 @@ def test_hostile_request(served: Served, case: Case) -> None:
         for leak in ("h_items", "h_things", "SELECT", "INSERT", "Traceback"):
             said = leak.encode() in sent or quote(leak).encode() in sent
             assert said or leak not in answer.body.decode("utf-8", "replace"), problem
-    elif case.status == 400:  # refused by uvicorn's parser: the request never reached us
-        assert answer.header("content-type") == "text/plain; charset=utf-8", answer.headers
-        assert answer.body == b"Invalid HTTP request received."
+    elif case.status == 400:  # refused by the protocol's parser: it never became a request
+        assert (answer.header("content-type") or "").startswith(PROBLEM), answer.headers
+        assert answer.json()["code"] == "MALFORMED_REQUEST", answer.body
+        assert answer.header("connection") == "close", answer.headers
     if case.check is not None:
         case.check(answer, served)
     assert served.acquired[rid] == case.pool, served.acquired[rid]

@@ -194,7 +194,7 @@ def test_a_stream_is_sent_in_chunks_ending_with_the_last_chunk(client: EngineCli
     assert after["status"] == 200
 
 
-def test_what_the_parser_refuses_is_a_400_and_a_close(client: EngineClient) -> None:
+def test_what_the_parser_refuses_is_a_coded_400_and_a_close(client: EngineClient) -> None:
     sock = connect(client.engine.port)
     try:
         sock.sendall(b"GET /p/one HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n")
@@ -202,7 +202,11 @@ def test_what_the_parser_refuses_is_a_400_and_a_close(client: EngineClient) -> N
         assert closed_by_server(sock, timeout_s=5)
     finally:
         sock.close()
-    assert answer["status"] == 400 and answer["body"] == b"Invalid HTTP request received."
+    assert answer["status"] == 400 and answer["headers"]["connection"] == "close"
+    assert answer["headers"]["content-type"] == "application/problem+json"
+    problem = orjson.loads(answer["body"])
+    assert problem["code"] == "MALFORMED_REQUEST" and problem["status"] == 400, problem
+    assert problem["request_id"] == answer["headers"]["x-request-id"]
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_uvicorns_keep_alive(
