@@ -64,6 +64,7 @@ BUILTIN_CODES: dict[str, tuple[int, str]] = {
     "RESULT_TOO_LARGE": (500, "The answer has more rows than an unpaginated list may hold"),
     "BULK_INVALID_RECORDS": (422, "Some records are invalid, so nothing was imported"),
     "REQUEST_TIMEOUT": (408, "The request body did not arrive in time"),
+    "MALFORMED_REQUEST": (400, "The request could not be read as HTTP/1.1"),
     # the admin API (sql/014)
     "ENDPOINT_INVALID": (422, "The change would leave an endpoint that cannot be served"),
     "ENDPOINT_NOT_CHECKED": (409, "The endpoint's current version has not been checked yet"),

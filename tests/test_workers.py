@@ -433,10 +433,17 @@ def test_sigterm_drains_every_worker_and_the_parent_exits_0(db_url: str, tmp_pat
         )
         engine.proc.send_signal(signal.SIGTERM)
         if held is not None:  # its worker says it is draining, then closes the connection
-            ready = poll(
-                lambda: idle.get("/health/ready"), lambda r: r.status_code == 503, "draining"
-            )
-            assert ready.json()["reasons"] == ["draining"]
+            try:
+                ready = poll(
+                    lambda: idle.get("/health/ready"), lambda r: r.status_code == 503, "draining"
+                )
+            except httpx.TransportError:
+                # its worker ran no request (the slow one went to the other): it closed its
+                # idle connections at once, as its drain does with nothing in flight, and a
+                # new connection finds the port closed. Either way nothing answered 200.
+                pass
+            else:
+                assert ready.json()["reasons"] == ["draining"]
         thread.join(60)
         assert slow["response"].status_code == 200  # finished within the grace
         assert engine.proc.wait(60) == 0, engine.log()
