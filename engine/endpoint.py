@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -52,7 +52,7 @@ from engine.pagination import (
 )
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.recovery import EndpointGates, with_retry_after
-from engine.replicas import ReadTarget
+from engine.replicas import ReadTarget, Replicas
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
 from engine.shaping import Rendered, Shaped, default_page_body, encode
@@ -558,18 +558,21 @@ async def _execute(
     once (engine/recovery.py). ``primary``: never on a replica (a cache fill: a lagging
     replica's answer would be served for the whole TTL, past the invalidation of a write)."""
     read = partial(_read, services, catalog, ep, args, page)
-    replicas = services.db.replicas
     limit = ep.spec.max_concurrent
     if limit is None:  # no gate to pass (its context manager costs a generator a request)
-        if primary and replicas.replicas:
-            replicas.primary.reads += 1
-            return await read(replicas.primary)
-        return await replicas.read(read)
+        return await _read_on(services.db.replicas, read, primary)
     with services.gates.enter(ep.spec.id, limit):
-        if primary and replicas.replicas:
-            replicas.primary.reads += 1
-            return await read(replicas.primary)
-        return await replicas.read(read)
+        return await _read_on(services.db.replicas, read, primary)
+
+
+async def _read_on(
+    replicas: Replicas, read: Callable[[ReadTarget], Awaitable[Shaped]], primary: bool
+) -> Shaped:
+    """The read on the primary when asked (and replicas exist), else where replicas decide."""
+    if primary and replicas.replicas:
+        replicas.primary.reads += 1
+        return await read(replicas.primary)
+    return await replicas.read(read)
 
 
 async def _read(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import logging
 import re
 import urllib.parse
@@ -48,6 +47,7 @@ from typing import Any
 import httptools
 import uvicorn
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE  # status line by code
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 from engine.server import (
@@ -65,16 +65,6 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn says what its protocol
 HEADER_NAME_BAD = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')  # uvicorn's
 HEADER_VALUE_BAD = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")  # uvicorn's: tab is allowed
 
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-
-
-STATUS_LINE = {status: _status_line(status) for status in range(100, 600)}
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 NO_BODY_STATUSES = frozenset({204, 304})
