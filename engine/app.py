@@ -70,13 +70,15 @@ def create_app(
     migrate: bool = False,
     seed: Sequence[str] | None = None,
     settle_heap: bool = False,
+    rate_file: str | None = None,
 ) -> Starlette:
     """The engine as an ASGI app serving the catalogue of the database at ``database_url``.
 
     ``migrate`` and ``seed`` (domains; empty: all) are the boot's first steps
     (``serve --migrate --seed``), retried like the others until the database answers.
     ``settle_heap`` (a serving process, not a test's): once booted, what the boot built is
-    kept out of the garbage collector's scans (:func:`settle_heap`).
+    kept out of the garbage collector's scans (:func:`settle_heap`). ``rate_file``: the
+    rate-limit counters the workers of ``serve --workers`` share (engine/sharedrate.py).
     """
     jwt_config = JwtConfig.build(
         secret=jwt_secret or settings.jwt_secret,
@@ -215,7 +217,7 @@ def create_app(
                 authenticator=Authenticator(jwt_config, key_store),
                 errorlog=errorlog,
                 cache=cache,
-                limiter=RateLimiter(settings.redis_url),
+                limiter=RateLimiter(settings.redis_url, shared_path=rate_file),
                 streams=Streams(
                     db.read,
                     concurrent=min(

@@ -1,7 +1,8 @@
 """Rate limits per endpoint and caller, counted by the ``limits`` library.
 
-Counters live in the process by default; with ``ENGINE_REDIS_URL`` they live in
-Redis, so every process and host shares one limit. The caller is the API key
+Counters live in the process by default; the workers of ``serve --workers N`` share
+theirs through one mapped file (engine/sharedrate.py); with ``ENGINE_REDIS_URL`` they
+live in Redis, so every process and host shares one limit. The caller is the API key
 or token subject, else the client address (``X-Forwarded-For`` is believed only
 from ``ENGINE_TRUSTED_PROXIES``). If Redis cannot be reached the request is let
 through and the failure logged: a counter outage must not take the API down.
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+
+from engine.sharedrate import SharedCounters
 
 log = logging.getLogger("engine.ratelimit")
 
@@ -79,12 +82,20 @@ def _in(address: str, networks: Sequence[Network]) -> bool:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None) -> None:
+    """Counts calls in Redis (``redis_url``), else in the file the workers share
+    (``shared_path``), else in this process."""
+
+    def __init__(self, redis_url: str | None = None, shared_path: str | None = None) -> None:
+        self.shared: SharedCounters | None = None
         if redis_url:
             self.storage = RedisStorage(
                 f"async+{redis_url}" if not redis_url.startswith("async+") else redis_url
             )
             self.backend = "redis"
+        elif shared_path:
+            self.storage = MemoryStorage()  # unused: the limiter's answer comes from the file
+            self.shared = SharedCounters(shared_path)
+            self.backend = "shared"
         else:
             self.storage = MemoryStorage()
             self.backend = "memory"
@@ -94,6 +105,14 @@ class RateLimiter:
 
     async def hit(self, endpoint_id: int, per_minute: int, who: str) -> RateState | None:
         """Count one call; None when the counter store is unavailable (fail open)."""
+        if self.shared is not None:
+            try:
+                counted = self.shared.hit(f"ep{endpoint_id}/{per_minute}/{who}", per_minute)
+            except OSError as exc:  # the file went away (a temp cleaner): let the call through
+                self.failures += 1
+                log.warning("rate limit file unavailable, not limiting: %s", exc)
+                return None
+            return RateState(counted.allowed, per_minute, counted.remaining, counted.reset_s)
         item = self._items.get(per_minute)
         if item is None:
             item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)

@@ -23,22 +23,23 @@ What must happen once happens in the parent, before any worker starts:
 - Prometheus multi-process mode (``PROMETHEUS_MULTIPROC_DIR``, engine/metrics.py)
   gets a fresh folder, removed when the parent exits, unless you set one yourself.
 
-Rate limits stay in each worker unless ``ENGINE_REDIS_URL`` is set: with N workers
-and no Redis a client may get up to N times a row's limit (a keep-alive client
-talks to one worker, so dividing the limit by N would refuse it too early).
+- without ``ENGINE_REDIS_URL``, the rate-limit counters get one file that every
+  worker maps (engine/sharedrate.py), removed when the parent exits: a row's
+  ``rate_limit_per_minute`` holds for the server, whichever worker answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
-from engine import boot, logs
+from engine import boot, logs, sharedrate
 from engine.app import create_app
 from engine.server import CANCEL_WAIT_S, DEDICATED_CONNECTIONS, EngineServer, engine_config
 from engine.settings import Settings
@@ -220,12 +221,6 @@ async def prepare(
             w for w, on in (("migrating", migrate), ("seeding", seed is not None)) if on
         )
         await _until_answered(steps, lambda: boot.prepare(url, migrate=migrate, seed=seed))
-    if not settings.redis_url:
-        log.info(
-            "workers: rate limits are counted by each worker (ENGINE_REDIS_URL unset): a client "
-            "may get up to %d times a row's rate_limit_per_minute",
-            workers,
-        )
     return sized_settings(settings, sizing)
 
 
@@ -243,6 +238,7 @@ class WorkerSpec:
     jwt_secret: str | None
     host: str
     port: int
+    rate_file: str | None = None  # the shared rate-limit counters (no ENGINE_REDIS_URL)
 
 
 def _uvicorn_log_config(settings: Settings) -> dict[str, Any] | None:
@@ -254,7 +250,13 @@ def build_server(spec: WorkerSpec, index: int) -> EngineServer:
     """A worker's server: its own app (pools, listener, cache), as ``serve`` builds one."""
     settings = spec.settings
     logs.configure(settings.log_level, settings.log_format)
-    app = create_app(settings, spec.database_url, jwt_secret=spec.jwt_secret, settle_heap=True)
+    app = create_app(
+        settings,
+        spec.database_url,
+        jwt_secret=spec.jwt_secret,
+        settle_heap=True,
+        rate_file=spec.rate_file,
+    )
     # which worker answered, in /health/ready: its slot (1..N, kept by its replacement), pid
     app.state.worker = {"index": index, "pid": os.getpid()}
     config = engine_config(
@@ -405,6 +407,16 @@ def multiprocess_metrics() -> Any:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _rate_file(settings: Settings) -> Iterator[str | None]:
+    """The workers' shared rate-limit file; none when Redis counts (ENGINE_REDIS_URL)."""
+    if settings.redis_url:
+        yield None
+        return
+    with sharedrate.shared_file() as path:
+        yield path
+
+
 def run(spec: WorkerSpec, workers: int) -> int:
     """Serve with ``workers`` processes until SIGTERM/SIGINT; the exit status (0 once every
     worker drained, 1 when one could not start)."""
@@ -422,7 +434,7 @@ def run(spec: WorkerSpec, workers: int) -> int:
         sock = config.bind_socket()
     except SystemExit:  # uvicorn logged why (address in use, permission)
         return 1
-    with multiprocess_metrics(), contextlib.closing(sock):
-        supervisor = Supervisor(config, [sock], spec)
+    with multiprocess_metrics(), _rate_file(settings) as rate_file, contextlib.closing(sock):
+        supervisor = Supervisor(config, [sock], dataclasses.replace(spec, rate_file=rate_file))
         supervisor.run()  # until SIGTERM/SIGINT, then every worker drained
     return 1 if supervisor.failed else 0

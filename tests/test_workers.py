@@ -33,6 +33,7 @@ from tests.pg import DB, with_database
 COUNT = 2
 START_S = 120.0  # spawning and importing two workers takes a while on a busy machine
 SEEN_S = 30.0
+LIMIT = 5  # /limited's rate_limit_per_minute
 
 
 # ---------------------------------------------------------------------------
@@ -269,6 +270,15 @@ def module_db_url(pg_url: str, template_db: str) -> Iterator[str]:
         requires_auth=True,
     )
     add_endpoint(db, "/counted", "GET", "SELECT 1 AS one", [], {"shape": "scalar"})
+    add_endpoint(
+        db,
+        "/limited",
+        "GET",
+        "SELECT 1 AS one",
+        [],
+        {"shape": "scalar"},
+        rate_limit_per_minute=LIMIT,
+    )
     yield url
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -348,6 +358,30 @@ def test_a_revoked_key_is_refused_by_every_worker(served: Served, module_db_url:
         lambda r: r.status_code == 401,
         "every worker refusing the revoked key",
     )
+
+
+def test_a_rate_limit_holds_for_the_server_whichever_worker_answers(served: Served) -> None:
+    answers: list[tuple[int, httpx.Response]] = []  # (worker slot, answer), in order
+
+    def look() -> list[tuple[int, httpx.Response]]:
+        with served.client() as client:  # a fresh connection: either worker may take it
+            worker = served.worker_of(client)
+            if worker is not None:
+                answers.append((worker["index"], client.get("/limited")))
+        return answers
+
+    poll(
+        look,
+        lambda a: len(a) >= 3 * LIMIT and len({slot for slot, _ in a}) == COUNT,
+        "calls to /limited answered by every worker",
+    )
+    allowed = [r for _, r in answers if r.status_code == 200]
+    assert len(allowed) == LIMIT, [(slot, r.status_code) for slot, r in answers]
+    assert [r.headers["ratelimit-remaining"] for r in allowed] == [
+        str(n) for n in range(LIMIT - 1, -1, -1)
+    ]
+    assert {r.status_code for _, r in answers} == {200, 429}
+    assert "rate-limits" in " ".join(os.listdir(next(served.tmp.glob("engine-rate-*"))))
 
 
 def test_metrics_sum_every_worker_and_the_pools_fit_the_database(
