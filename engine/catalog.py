@@ -39,6 +39,7 @@ import orjson
 from engine.compiler import LOCK_TIMEOUT_MS, CacheConfig, CompiledEndpoint, Compiler, RowInputs
 from engine.database import Database
 from engine.errors import ErrorCatalog, SpecError
+from engine.hot import HotKeys
 from engine.routing import UNAVAILABLE, Match, RouteTable, route_key
 from engine.shaping import Envelope
 from engine.snapshot import Problem, read_snapshot
@@ -143,6 +144,7 @@ class Catalog:
             route_table = RouteTable(_route_entries(self.endpoints, self.unavailable), routes_from)
         self.routes = route_table
         self.serving = {ep.spec.id: ep for ep in self.endpoints}
+        self.hot = HotKeys()  # this generation's request lines -> cache keys (engine/hot.py)
 
     def match(self, path: str, method: str) -> Match | None:
         return self.routes.match(path, method)
