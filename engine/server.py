@@ -383,6 +383,12 @@ class _Guarded:
 class EngineH11Protocol(_Guarded, H11Protocol):
     """uvicorn's h11 protocol with the engine's limits."""
 
+    def send_400_response(self, msg: str) -> None:
+        """What h11 cannot read: 400 MALFORMED_REQUEST as problem+json and a close, as the
+        httptools protocol answers it (uvicorn's own is text/plain)."""
+        self.transport.write(malformed_bytes(self.config.app))
+        self.transport.close()
+
 
 def protocol_class(http: str = "auto") -> type[asyncio.Protocol]:
     """The protocol for uvicorn's ``http`` choice: the engine's own over httptools

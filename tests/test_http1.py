@@ -26,7 +26,8 @@ BODY = [{"name": "token", "in": "body", "type": "string", "required": True}]
 
 
 @pytest.fixture()
-def client(db: DB, make_client: Any) -> EngineClient:
+def client(db: DB, make_client: Any, request: pytest.FixtureRequest) -> EngineClient:
+    """The engine over this protocol; ``indirect`` parametrization names another (h11)."""
     db.execute("CREATE TABLE p_notes (id serial PRIMARY KEY, token text NOT NULL)")
     add_endpoint(db, "/p/one", sql="SELECT 1 AS one", result={"shape": "object"})
     add_endpoint(db, "/p/echo/{n}", sql="SELECT $1::int AS n", params=[
@@ -42,7 +43,8 @@ def client(db: DB, make_client: Any) -> EngineClient:
     )
     add_endpoint(db, "/p/rows", sql="SELECT g AS n FROM generate_series(1, 3) g",
                  result={"shape": "stream", "format": "ndjson"})  # fmt: skip
-    return make_client(header_timeout_s=HEADER_TIMEOUT_S)
+    http = getattr(request, "param", "auto")
+    return make_client(header_timeout_s=HEADER_TIMEOUT_S, http=http)
 
 
 def read_answers(
@@ -194,6 +196,7 @@ def test_a_stream_is_sent_in_chunks_ending_with_the_last_chunk(client: EngineCli
     assert after["status"] == 200
 
 
+@pytest.mark.parametrize("client", ["auto", "h11"], indirect=True)  # h11: without httptools
 def test_what_the_parser_refuses_is_a_coded_400_and_a_close(client: EngineClient) -> None:
     sock = connect(client.engine.port)
     try:
