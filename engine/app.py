@@ -169,6 +169,8 @@ def create_app(
                 sample=settings.error_log_sample,
                 unknown_path_limit=settings.unknown_path_limit_per_minute,
             )
+            limiter = RateLimiter(settings.redis_url, shared_path=rate_file)
+            errorlog.unknown_paths.shared = limiter.shared  # one count for every worker too
             held = process_figures(db, cache, catalogs, errorlog, listener)
             instance = figures.instance_id()
             slow_queries = figures.SlowQueries(
@@ -217,7 +219,7 @@ def create_app(
                 authenticator=Authenticator(jwt_config, key_store),
                 errorlog=errorlog,
                 cache=cache,
-                limiter=RateLimiter(settings.redis_url, shared_path=rate_file),
+                limiter=limiter,
                 streams=Streams(
                     db.read,
                     concurrent=min(

@@ -44,6 +44,7 @@ from cachetools import TTLCache
 
 from engine.jobs import Periodic
 from engine.settings import Settings
+from engine.sharedrate import SharedCounters
 
 log = logging.getLogger("engine.errorlog")
 
@@ -449,7 +450,9 @@ class UnknownPathLimit:
     round trip, so a flood of 404s costs neither a connection nor a row. The
     windows are held in a TTL cache of at most ``max_clients`` addresses (the
     least recently seen go first), and an IPv6 address counts as its /64, which
-    one client usually holds whole. ``per_minute`` <= 0: no limit.
+    one client usually holds whole. ``per_minute`` <= 0: no limit. Under ``serve
+    --workers N`` the workers count in their shared table instead (``shared``, a
+    sliding window: engine/sharedrate.py), so the limit holds for the server.
     """
 
     def __init__(
@@ -465,6 +468,8 @@ class UnknownPathLimit:
             maxsize=max_clients, ttl=WINDOW_S, timer=clock
         )
         self.refused = 0
+        # the workers of `serve --workers N`: counted in their shared table (a sliding window)
+        self.shared: SharedCounters | None = None
 
     def hit(self, address: str) -> int | None:
         """Count one unknown path of ``address``: None within the limit, else the seconds
@@ -472,6 +477,15 @@ class UnknownPathLimit:
         if self.per_minute <= 0:
             return None
         key = _client_key(address)
+        if self.shared is not None:
+            try:
+                counted = self.shared.hit(f"unknown/{key}", self.per_minute)
+            except OSError:  # the file went away: not limited, as a counter outage
+                return None
+            if counted.allowed:
+                return None
+            self.refused += 1
+            return counted.reset_s
         now = self._clock()
         start, count = self._windows.get(key, (now, 0))
         if now - start >= WINDOW_S:

@@ -1,4 +1,5 @@
-"""Rate limits per endpoint and caller, counted by the ``limits`` library.
+"""Rate limits per endpoint and caller, counted by the ``limits`` library (a moving window)
+or, between the workers of one server, in a shared table (engine/sharedrate.py).
 
 Counters live in the process by default; the workers of ``serve --workers N`` share
 theirs through one mapped file (engine/sharedrate.py); with ``ENGINE_REDIS_URL`` they
@@ -86,19 +87,17 @@ class RateLimiter:
     (``shared_path``), else in this process."""
 
     def __init__(self, redis_url: str | None = None, shared_path: str | None = None) -> None:
-        self.shared: SharedCounters | None = None
+        # Redis wins over the shared file: it is shared by every host, the file by one's workers
+        self.shared = SharedCounters(shared_path) if shared_path and not redis_url else None
+        self.storage: MemoryStorage | RedisStorage
         if redis_url:
             self.storage = RedisStorage(
                 f"async+{redis_url}" if not redis_url.startswith("async+") else redis_url
             )
             self.backend = "redis"
-        elif shared_path:
-            self.storage = MemoryStorage()  # unused: the limiter's answer comes from the file
-            self.shared = SharedCounters(shared_path)
-            self.backend = "shared"
         else:
-            self.storage = MemoryStorage()
-            self.backend = "memory"
+            self.storage = MemoryStorage()  # the workers' file when shared: this stays empty
+            self.backend = "memory" if self.shared is None else "shared"
         self._limiter = MovingWindowRateLimiter(self.storage)
         self._items: dict[int, RateLimitItemPerMinute] = {}
         self.failures = 0

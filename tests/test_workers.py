@@ -291,6 +291,7 @@ def served(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         tmp_path_factory.mktemp("workers"),
         ENGINE_WORKERS=str(COUNT),
         ENGINE_POOL_MAX_SIZE="500",
+        ENGINE_UNKNOWN_PATH_LIMIT_PER_MINUTE=str(LIMIT),
     )
     try:
         engine.workers()
@@ -360,28 +361,42 @@ def test_a_revoked_key_is_refused_by_every_worker(served: Served, module_db_url:
     )
 
 
-def test_a_rate_limit_holds_for_the_server_whichever_worker_answers(served: Served) -> None:
-    answers: list[tuple[int, httpx.Response]] = []  # (worker slot, answer), in order
+def _on_fresh_connections(served: Served, path: Callable[[int], str]) -> list[httpx.Response]:
+    """GET ``path(n)`` on fresh connections until every worker answered and 3 x LIMIT calls
+    were made; the answers in order."""
+    answers: list[tuple[int, httpx.Response]] = []  # (worker slot, answer)
 
     def look() -> list[tuple[int, httpx.Response]]:
         with served.client() as client:  # a fresh connection: either worker may take it
             worker = served.worker_of(client)
             if worker is not None:
-                answers.append((worker["index"], client.get("/limited")))
+                answers.append((worker["index"], client.get(path(len(answers)))))
         return answers
 
     poll(
         look,
         lambda a: len(a) >= 3 * LIMIT and len({slot for slot, _ in a}) == COUNT,
-        "calls to /limited answered by every worker",
+        "calls answered by every worker",
     )
-    allowed = [r for _, r in answers if r.status_code == 200]
-    assert len(allowed) == LIMIT, [(slot, r.status_code) for slot, r in answers]
+    return [r for _, r in answers]
+
+
+def test_a_rate_limit_holds_for_the_server_whichever_worker_answers(served: Served) -> None:
+    answers = _on_fresh_connections(served, lambda n: "/limited")
+    allowed = [r for r in answers if r.status_code == 200]
+    assert len(allowed) == LIMIT, [r.status_code for r in answers]
     assert [r.headers["ratelimit-remaining"] for r in allowed] == [
         str(n) for n in range(LIMIT - 1, -1, -1)
     ]
-    assert {r.status_code for _, r in answers} == {200, 429}
+    assert {r.status_code for r in answers} == {200, 429}
     assert "rate-limits" in " ".join(os.listdir(next(served.tmp.glob("engine-rate-*"))))
+
+
+def test_the_unknown_path_limit_holds_for_the_server_too(served: Served) -> None:
+    answers = _on_fresh_connections(served, lambda n: f"/nowhere/{n}")
+    codes = [r.json()["code"] for r in answers]
+    assert codes.count("ROUTE_NOT_FOUND") == LIMIT, codes
+    assert set(codes) == {"ROUTE_NOT_FOUND", "RATE_LIMIT_EXCEEDED"}
 
 
 def test_metrics_sum_every_worker_and_the_pools_fit_the_database(
