@@ -40,7 +40,7 @@ from engine.database import (
 from engine.departure import Departure
 from engine.errorlog import ErrorEntry, ErrorLogger, safe_body, safe_headers, safe_query
 from engine.errors import PROBLEM_CONTENT_TYPE, ApiError, parse_accept_language, problem_body
-from engine.hot import HotKey, memoable, plain
+from engine.hot import HotKey, plain
 from engine.idempotency import IDEMPOTENCY_HEADER, IdempotencyGuard, request_fingerprint
 from engine.observe import CURRENT, Exchange, Observer, notify, request_id_of
 from engine.pagination import (
@@ -377,7 +377,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
                 )
             finally:  # HIT or MISS (a 404 computed is a miss too), without parsing the answer
                 exchange.cache = headers.get("X-Cache")
-            if principal is None and memoable(ep) and plain(request.scope["headers"]):
+            if principal is None and catalog.hot.admits(ep) and plain(request.scope["headers"]):
                 hot = HotKey(ep, match.route, key, headers["Cache-Control"])
                 catalog.hot.record(path, request.scope["query_string"], hot)
             return reply

@@ -69,10 +69,19 @@ def memoable(ep: CompiledEndpoint) -> bool:
 class HotKeys:
     """``(path, query string) -> HotKey`` of one catalogue generation."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_admitted", "_keys")
 
     def __init__(self) -> None:
         self._keys: dict[tuple[str, bytes], HotKey] = {}
+        self._admitted: dict[tuple[int, int], bool] = {}  # (row id, version) -> memoable()
+
+    def admits(self, ep: CompiledEndpoint) -> bool:
+        """:func:`memoable`, decided once per row of this generation."""
+        row = (ep.spec.id, ep.spec.version)
+        admitted = self._admitted.get(row)
+        if admitted is None:
+            admitted = self._admitted[row] = memoable(ep)
+        return admitted
 
     def __bool__(self) -> bool:
         return bool(self._keys)

@@ -471,12 +471,12 @@ class Metrics:
         )
         self._children: dict[tuple[str | None, str, int], _Tally] = {}
         self._mirror: _Mirror | None = None
-        self._jobs: list[Periodic] = []
+        self._job: Periodic | None = None
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)
             if figures is not None:
                 self._mirror = _Mirror()
-                self._jobs.append(Periodic(self.name, MIRROR_INTERVAL_S, self._copy, final=True))
+                self._job = Periodic(self.name, MIRROR_INTERVAL_S, self._copy, final=True)
         elif figures is not None:
             self.registry.register(_Held(figures))
 
@@ -540,12 +540,12 @@ class Metrics:
         self._mirror.update(self._read())
 
     def start(self) -> None:
-        for job in self._jobs:
-            job.start()
+        if self._job is not None:
+            self._job.start()
 
     async def stop(self) -> None:
-        for job in self._jobs:
-            await job.stop()  # a last settle and copy: the counts stay in the sum
+        if self._job is not None:
+            await self._job.stop()  # a last copy: the counts stay in the sum
         if self._dir is not None:
             mark_process_dead(os.getpid(), self._dir)  # this process's gauges go
 

@@ -94,6 +94,30 @@ def add_sleep_endpoint(db: DB, path: str, **columns: Any) -> int:
     return add_endpoint(db, path, "GET", SLEEP_SQL, params, {"shape": "object"}, **columns)
 
 
+ITEMS_TABLE = (
+    "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
+    "INSERT INTO items VALUES (1, 'one'), (2, 'two')"
+)
+
+
+def add_item_rename(db: DB) -> int:
+    """``PUT /items/{id}`` renaming a row of :data:`ITEMS_TABLE` (a write that invalidates
+    the cached reads of ``items``); answers the row."""
+    return add_endpoint(
+        db,
+        "/items/{id}",
+        "PUT",
+        "UPDATE items SET name = $2 WHERE id = $1 RETURNING id, name",
+        [
+            {"name": "id", "in": "path", "type": "integer"},
+            {"name": "name", "in": "body", "type": "string"},
+        ],
+        {"shape": "object"},
+        target_table="items",
+        database_operation="UPDATE",
+    )
+
+
 def add_schema(
     db: DB,
     mapping_id: int,

@@ -10,16 +10,13 @@ from typing import Any
 import pytest
 
 from engine.cache import CachedAnswer, ResponseCache, etag_of
-from tests.helpers import add_endpoint, assert_problem, serve
+from tests.helpers import ITEMS_TABLE, add_endpoint, add_item_rename, assert_problem, serve
 
 PARAM_ID = [{"name": "id", "in": "path", "type": "integer"}]
 
 
 def _items(db) -> None:
-    db.execute(
-        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
-        "INSERT INTO items VALUES (1, 'one'), (2, 'two')"
-    )
+    db.execute(ITEMS_TABLE)
 
 
 def _wait(predicate, timeout_s: float = 5.0) -> bool:
@@ -71,16 +68,7 @@ def test_if_none_match_gives_304_and_a_changed_answer_a_new_etag(db, make_client
         cache_enabled=True,
         cache_ttl_seconds=60,
     )
-    add_endpoint(
-        db,
-        "/items/{id}",
-        "PUT",
-        "UPDATE items SET name = $2 WHERE id = $1 RETURNING id, name",
-        [*PARAM_ID, {"name": "name", "in": "body", "type": "string"}],
-        {"shape": "object"},
-        target_table="items",
-        database_operation="UPDATE",
-    )
+    add_item_rename(db)
     client = serve(make_client)  # both rows in its first catalogue: no reload race
     first = client.wait_for("GET", "/items/1", 200)
     etag = first.headers["etag"]

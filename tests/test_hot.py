@@ -7,7 +7,7 @@ from typing import Any
 
 from engine import hot
 from engine.hot import HotKey, HotKeys, plain
-from tests.helpers import add_endpoint, assert_problem, poll, serve
+from tests.helpers import ITEMS_TABLE, add_endpoint, add_item_rename, assert_problem, poll, serve
 from tests.test_metrics import scrape, value
 
 PARAM_ID = [{"name": "id", "in": "path", "type": "integer"}]
@@ -15,10 +15,7 @@ ITEM = "SELECT id, name FROM items WHERE id = $1"
 
 
 def _items(db: Any, **columns: Any) -> int:
-    db.execute(
-        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);"
-        "INSERT INTO items VALUES (1, 'one'), (2, 'two')"
-    )
+    db.execute(ITEMS_TABLE)
     columns = {"cache_enabled": True, "cache_ttl_seconds": 60, **columns}
     return add_endpoint(
         db, "/items/{id}", "GET", ITEM, PARAM_ID, {"shape": "object"}, target_table="items",
@@ -98,16 +95,7 @@ def test_credentials_on_a_public_row_are_still_checked(db, make_client):
 
 def test_a_write_a_ttl_and_a_row_edit_end_what_the_memo_answers(db, make_client):
     _items(db, cache_ttl_seconds=1)
-    add_endpoint(
-        db,
-        "/items/{id}",
-        "PUT",
-        "UPDATE items SET name = $2 WHERE id = $1 RETURNING id, name",
-        [*PARAM_ID, {"name": "name", "in": "body", "type": "string"}],
-        {"shape": "object"},
-        target_table="items",
-        database_operation="UPDATE",
-    )
+    add_item_rename(db)
     client = serve(make_client)
     client.wait_for("GET", "/items/2", 200)
     assert client.get("/items/2").headers["x-cache"] == "HIT"

@@ -17,7 +17,7 @@ import pytest
 
 from engine import keys
 from tests.engine_server import JWT_SECRET, free_port
-from tests.helpers import add_endpoint, poll, wait_status
+from tests.helpers import add_endpoint, add_item_rename, poll, wait_status
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
@@ -115,19 +115,7 @@ def two_engines(db, db_url, redis_url) -> Iterator[tuple[Engine, Engine]]:
         cache_enabled=True,
         cache_ttl_seconds=300,
     )
-    add_endpoint(
-        db,
-        "/items/{id}",
-        "PUT",
-        "UPDATE items SET name = $2 WHERE id = $1 RETURNING id, name",
-        [
-            {"name": "id", "in": "path", "type": "integer"},
-            {"name": "name", "in": "body", "type": "string"},
-        ],
-        {"shape": "object"},
-        target_table="items",
-        database_operation="UPDATE",
-    )
+    add_item_rename(db)
     add_endpoint(
         db,
         "/whoami",

@@ -27,7 +27,14 @@ from engine import keys, workers
 from engine.server import DEDICATED_CONNECTIONS
 from engine.settings import Settings
 from tests.engine_server import JWT_SECRET, free_port
-from tests.helpers import add_endpoint, add_sleep_endpoint, poll, run_cli
+from tests.helpers import (
+    ITEMS_TABLE,
+    add_endpoint,
+    add_item_rename,
+    add_sleep_endpoint,
+    poll,
+    run_cli,
+)
 from tests.pg import DB, with_database
 
 COUNT = 2
@@ -226,10 +233,7 @@ def module_db_url(pg_url: str, template_db: str) -> Iterator[str]:
     admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     url = with_database(pg_url, name)
     db = DB(url)
-    db.execute(
-        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL); "
-        "INSERT INTO items VALUES (1, 'one'), (2, 'two')"
-    )
+    db.execute(ITEMS_TABLE)
     item = [{"name": "id", "in": "path", "type": "integer"}]
     add_endpoint(
         db,
@@ -250,16 +254,7 @@ def module_db_url(pg_url: str, template_db: str) -> Iterator[str]:
         cache_enabled=True,
         cache_ttl_seconds=300,
     )
-    add_endpoint(
-        db,
-        "/items/{id}",
-        "PUT",
-        "UPDATE items SET name = $2 WHERE id = $1 RETURNING id, name",
-        [*item, {"name": "name", "in": "body", "type": "string"}],
-        {"shape": "object"},
-        target_table="items",
-        database_operation="UPDATE",
-    )
+    add_item_rename(db)
     add_endpoint(
         db,
         "/whoami",
