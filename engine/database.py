@@ -59,8 +59,8 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 def _server_settings(settings: Settings, *, read_only: bool, name: str) -> dict[str, str]:
     # No session statement_timeout: each statement gets its row's timeout (or
-    # ENGINE_STATEMENT_TIMEOUT_MS) from the driver, which cancels it on the server,
-    # so a row may allow more than the default as well as less.
+    # ENGINE_STATEMENT_TIMEOUT_MS) from the client (run_statement's deadline), which
+    # cancels it on the server, so a row may allow more than the default as well as less.
     out = {"application_name": name}
     if read_only:
         out["default_transaction_read_only"] = "on"
@@ -257,10 +257,21 @@ async def run_statement(
         try:
             if pgbouncer.read_only_per_transaction(conn):  # ENGINE_PGBOUNCER=transaction only
                 return await read_in_transaction(conn, sql, args, timeout_s, rows, limit)
-            if rows:
-                return await fetch_rows(conn, sql, args, limit, timeout_s), None
-            status = await conn.execute(sql, *args, timeout=timeout_s)
-            return [], affected_rows(status)
+            # the statement's timeout from the loop's deadline sweep, not a driver timer
+            # each: on expiry the task is cancelled, so the driver cancels it on the server
+            deadline = deadlines.start(timeout_s) if timeout_s is not None else None
+            try:
+                if rows:
+                    return await fetch_rows(conn, sql, args, limit, None), None
+                status = await conn.execute(sql, *args)
+                return [], affected_rows(status)
+            except asyncio.CancelledError:
+                if deadline is not None and deadline.expired():
+                    raise TimeoutError(f"the statement ran past {timeout_s} s") from None
+                raise
+            finally:
+                if deadline is not None:
+                    deadline.finish()
         except (*_DRIVER_ERRORS, InternalClientError) as exc:
             raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
         finally:
@@ -712,16 +723,39 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
             # a bound on the wait for a cancellation to finish and for a reset round trip;
             # none for a read session's free release (no wait, no round trip, no timer)
             waits = (
-                getattr(pool, "_reset", None) is None  # a write session's RESET round trip
+                getattr(pool, "_reset", None) is not _keep_session  # a RESET round trip
                 or inner._protocol._is_cancelling()
                 or inner.is_in_transaction()
+                or inner._top_xact is not None
             )
-            await holder.release(RELEASE_TIMEOUT_S if waits else None)
+            if waits or not _free_release(pool, holder, inner):
+                await holder.release(RELEASE_TIMEOUT_S if waits else None)
         else:
             await pool.release(conn)
     except Exception as exc:
         log.info("dropped a broken connection on release: %r", exc)
         _drop(conn)
+
+
+def _free_release(pool: asyncpg.Pool, holder: Any, inner: asyncpg.Connection) -> bool:
+    """``PoolConnectionHolder.release`` for a read session with nothing to wait for and
+    nothing to reset (no transaction, no cancellation, ``_keep_session``): its own steps
+    without its two coroutines and its timeout context. False when anything else holds
+    (a closed connection, one past its query budget or of an expired generation): the
+    holder's own release then decides."""
+    if (
+        holder._in_use is None
+        or inner.is_closed()
+        or inner._protocol.queries_count >= holder._max_queries
+        or holder._generation != pool._generation
+        or inner._listeners
+        or inner._log_listeners
+    ):
+        return False
+    holder._timeout = None
+    holder._release()
+    holder._setup_inactive_callback()
+    return True
 
 
 def affected_rows(status: str) -> int | None:

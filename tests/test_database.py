@@ -54,3 +54,104 @@ def test_a_connection_whose_statement_timed_out_on_a_dead_path_is_released_withi
         released_after, n = asyncio.run(scenario(proxy))
     assert released_after < database.RELEASE_TIMEOUT_S + 2
     assert n == 3
+
+
+def _pool(url: str, **sizes: int) -> object:
+    settings = Settings.from_env({}, **sizes)
+    return database.create_pool(url, settings, read_only=True, name="engine-t")
+
+
+async def _read(pool: object, sql: str, timeout_s: float | None) -> list[object]:
+    rows, _ = await database.run_statement(
+        pool, sql, [], timeout_s=timeout_s, operation=OPERATION, known_codes=frozenset()
+    )
+    return rows
+
+
+@pytest.mark.slow
+def test_a_request_statement_on_a_dead_path_times_out_and_the_pool_serves_again(
+    db_url: str,
+) -> None:
+    """The request path's statement timeout (the loop's deadline sweep, no driver timer)
+    ends a statement whose answer never comes: STATEMENT_TIMEOUT, the task not left
+    cancelled, the connection given back, and the next read served."""
+
+    async def scenario(proxy: StallingProxy) -> tuple[str, float, int]:
+        pool = await _pool(proxy.url, pool_min_size=1, pool_max_size=1)
+        try:
+            assert (await _read(pool, "SELECT 1 AS n", 5.0))[0]["n"] == 1
+            assert proxy.stall() >= 1
+            started = time.monotonic()
+            with pytest.raises(ApiError) as raised:
+                await asyncio.wait_for(_read(pool, "SELECT 2", 0.5), 15)
+            ended_after = time.monotonic() - started
+            await asyncio.sleep(0)  # the timeout's cancellation was taken back
+            rows = await asyncio.wait_for(_read(pool, "SELECT 3 AS n", 5.0), 20)
+            return raised.value.code, ended_after, rows[0]["n"]
+        finally:
+            pool.terminate()
+
+    with StallingProxy(db_url) as proxy:
+        code, ended_after, n = asyncio.run(scenario(proxy))
+    assert code == "STATEMENT_TIMEOUT"
+    assert ended_after < database.RELEASE_TIMEOUT_S + 2
+    assert n == 3
+
+
+def test_a_statement_timeout_cancels_the_server_statement_and_only_its_own(db_url: str) -> None:
+    """Past its timeout a read is STATEMENT_TIMEOUT and its backend is cancelled; a
+    cancellation from elsewhere (a client that left, a shutdown) stays a cancellation."""
+
+    async def scenario() -> tuple[str, int, bool, int]:
+        pool = await _pool(db_url, pool_min_size=2, pool_max_size=2)
+        try:
+            with pytest.raises(ApiError) as raised:
+                await asyncio.wait_for(_read(pool, "SELECT pg_sleep(5) /* timed */", 0.3), 4)
+            running = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE query LIKE '%/* timed */' AND state = 'active'"
+            )
+            task = asyncio.create_task(_read(pool, "SELECT pg_sleep(5) /* left */", 10.0))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            try:
+                await task
+                cancelled = False
+            except asyncio.CancelledError:
+                cancelled = True
+            rows = await _read(pool, "SELECT 4 AS n", 5.0)
+            return raised.value.code, running, cancelled, rows[0]["n"]
+        finally:
+            await pool.close()
+
+    code, running, cancelled, n = asyncio.run(scenario())
+    assert code == "STATEMENT_TIMEOUT"
+    assert running == 0
+    assert cancelled
+    assert n == 4
+
+
+def test_a_read_session_gives_its_connection_back_and_one_past_its_budget_is_replaced(
+    db_url: str,
+) -> None:
+    """A read's release (no reset, no wait) puts the same connection back for the next
+    read; a connection past the pool's query budget is closed and replaced instead."""
+
+    async def pids(pool: object, n: int) -> list[int]:
+        return [(await _read(pool, "SELECT pg_backend_pid() AS p", 5.0))[0]["p"] for _ in range(n)]
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        pool = await _pool(db_url, pool_min_size=1, pool_max_size=1)
+        try:
+            kept = await pids(pool, 3)
+            for holder in pool._holders:
+                holder._max_queries = 1  # every connection is past its budget after a read
+            replaced = await pids(pool, 3)
+            return kept, replaced, pool._queue.qsize()
+        finally:
+            await pool.close()
+
+    kept, replaced, free = asyncio.run(scenario())
+    assert len(set(kept)) == 1
+    assert len(set(replaced)) == 3
+    assert free == 1
