@@ -1,10 +1,18 @@
 """Several worker processes serving one port: ``serve --workers N`` (``ENGINE_WORKERS``).
 
-The parent process binds the listening socket once (uvicorn's ``Config.bind_socket``)
-and hands it to uvicorn's own supervisor, :class:`uvicorn.supervisors.Multiprocess`:
-every worker accepts on that one socket (the kernel gives each new connection to
-one of them), a worker that dies is replaced, SIGTERM or SIGINT on the parent is
-passed to every worker as SIGTERM, and the parent waits for them and exits 0.
+The parent process checks that the port is free (uvicorn's ``Config.bind_socket``,
+which also logs where the server listens) and starts uvicorn's own supervisor,
+:class:`uvicorn.supervisors.Multiprocess`. Each worker listens on a socket of its
+own on that port with ``SO_REUSEPORT`` (:func:`worker_socket`), opened once its app
+has started: the kernel spreads new connections over the listening workers by
+their addresses' hash. (One socket shared by every worker did not: the worker that
+woke first accepted every connection queued, so a pool of keep-alive connections
+opened at once, as a load balancer or a load generator opens them, all went to one
+worker.) A worker that dies is replaced, and its socket closes with it, so new
+connections go to the workers still listening meanwhile; SIGTERM or SIGINT on the
+parent is passed to every worker as SIGTERM, and the parent waits for them and
+exits 0. The kernel admits into a port's group only sockets of the same user, and
+the parent's check refuses a port that anything listens on already.
 Each worker is a fresh interpreter (multiprocessing's spawn) running
 :class:`~engine.server.EngineServer` over its own app, so each drains as a single
 process does (ready 503 ``draining``, the grace, exit 0). No clustering of our own:
@@ -37,6 +45,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -291,7 +300,32 @@ class EngineProcess(Process):
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
         threading.Thread(target=self.always_pong, daemon=True).start()
+        if not sockets:  # the worker's own socket (the parent's, where no SO_REUSEPORT)
+            try:
+                sockets = [worker_socket(self.spec.host, self.spec.port)]
+            except OSError as exc:
+                log.error("worker %d cannot listen on port %d: %s", self.index, self.spec.port, exc)
+                sys.exit(STARTUP_FAILURE)
         self.server.run(sockets)
+
+
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def worker_socket(host: str, port: int) -> socket.socket:
+    """A worker's own socket on the server's port, bound with ``SO_REUSEPORT``, listening
+    only once the worker's app has started (uvicorn's startup listens on it after the
+    lifespan): the kernel never queues a connection for a worker that is still starting."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Supervisor(Multiprocess):
@@ -366,9 +400,9 @@ class Supervisor(Multiprocess):
         )
 
     def terminate_all(self) -> None:
-        """SIGTERM to every worker, this process's copy of the socket closed first: once the
-        workers closed theirs, a new connection is refused (as with one process), not left
-        waiting in a backlog no worker accepts from any more."""
+        """SIGTERM to every worker, this process's copy of a shared socket (no SO_REUSEPORT)
+        closed first: once the workers closed theirs, a new connection is refused (as with
+        one process), not left waiting in a backlog no worker accepts from any more."""
         for sock in self.sockets:
             sock.close()
         super().terminate_all()
@@ -431,10 +465,15 @@ def run(spec: WorkerSpec, workers: int) -> int:
         log_config=_uvicorn_log_config(settings),
     )
     try:
-        sock = config.bind_socket()
+        sock = config.bind_socket()  # the port is free (or SystemExit); bound, not listening
     except SystemExit:  # uvicorn logged why (address in use, permission)
         return 1
+    port = sock.getsockname()[1]  # ENGINE_PORT=0: the port the kernel chose, for every worker
+    shared = [] if REUSE_PORT else [sock]
+    if REUSE_PORT:
+        sock.close()  # each worker opens its own on the port (worker_socket)
     with multiprocess_metrics(), _rate_file(settings) as rate_file, contextlib.closing(sock):
-        supervisor = Supervisor(config, [sock], dataclasses.replace(spec, rate_file=rate_file))
+        each = dataclasses.replace(spec, port=port, rate_file=rate_file)
+        supervisor = Supervisor(config, shared, each)
         supervisor.run()  # until SIGTERM/SIGINT, then every worker drained
     return 1 if supervisor.failed else 0
