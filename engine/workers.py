@@ -469,9 +469,10 @@ def run(spec: WorkerSpec, workers: int) -> int:
     except SystemExit:  # uvicorn logged why (address in use, permission)
         return 1
     port = sock.getsockname()[1]  # ENGINE_PORT=0: the port the kernel chose, for every worker
-    shared = [] if REUSE_PORT else [sock]
-    if REUSE_PORT:
-        sock.close()  # each worker opens its own on the port (worker_socket)
+    shared = [sock]
+    if REUSE_PORT:  # each worker opens its own on the port (worker_socket)
+        sock.close()
+        shared = []
     with multiprocess_metrics(), _rate_file(settings) as rate_file, contextlib.closing(sock):
         each = dataclasses.replace(spec, port=port, rate_file=rate_file)
         supervisor = Supervisor(config, shared, each)

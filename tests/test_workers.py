@@ -10,10 +10,10 @@ every worker sooner or later.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -433,32 +433,19 @@ def test_metrics_sum_every_worker_and_the_pools_fit_the_database(
     assert f"lowered from ENGINE_POOL_MAX_SIZE=500 to {each} connections each" in served.log()
 
 
-def _slot_of(conn: socket.socket) -> int:
-    """The worker slot that answers ``/health/ready`` on an open connection."""
-    conn.sendall(b"GET /health/ready HTTP/1.1\r\nHost: engine\r\n\r\n")
-    answer = b""
-    while b"\r\n\r\n" not in answer or len(answer) < _length_end(answer):
-        chunk = conn.recv(65536)
-        assert chunk, f"the connection closed after {answer!r}"
-        answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    return int(json.loads(body)["worker"]["index"])
-
-
-def _length_end(answer: bytes) -> int:
-    head, _, _ = answer.partition(b"\r\n\r\n")
-    lengths = [ln for ln in head.lower().split(b"\r\n") if ln.startswith(b"content-length:")]
-    return len(head) + 4 + int(lengths[0].split(b":")[1])
-
-
 def test_connections_opened_at_once_are_spread_over_the_workers(served: Served) -> None:
     # as a load balancer's or a load generator's pool opens them: all before any request
     served.workers()
-    count = 32
-    conns = [socket.create_connection(("127.0.0.1", served.port), timeout=30) for _ in range(count)]
+    conns = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=30) for _ in range(32)]
     try:
-        slots = [_slot_of(conn) for conn in conns]
+        for conn in conns:
+            conn.connect()
+        slots = []
+        for conn in conns:  # each connection asks which worker holds it
+            conn.request("GET", "/health/ready")
+            answer = conn.getresponse()
+            assert answer.status == 200
+            slots.append(json.loads(answer.read())["worker"]["index"])
     finally:
         for conn in conns:
             conn.close()
