@@ -327,9 +327,46 @@ async def fetch_rows(
     trip as ``fetch``, on the same cached statement, with no transaction and no rewritten
     SQL. In a write's transaction the statement still runs to its end (RETURNING rows are
     all produced before the first is sent)."""
+    if timeout_s is None:
+        rows = await _run_prepared(conn, sql, args, limit or 0)
+        if rows is not None:
+            return rows
     if limit is None:
         return await conn.fetch(sql, *args, timeout=timeout_s)
     return await conn._execute(sql, args, limit, timeout_s)
+
+
+async def _run_prepared(
+    conn: asyncpg.Connection, sql: str, args: Sequence[Any], limit: int
+) -> list[asyncpg.Record] | None:
+    """The rows of ``sql`` run on the statement the connection has prepared already, by
+    the driver's protocol (Bind, Execute, Sync: the round trip ``fetch`` makes), without
+    its four layers of coroutines and its timeout arithmetic around it (measured: 2.6 us
+    of a 75 us primary-key read). None when there is no such statement, or the connection
+    logs its queries or is closed: asyncpg's own path then prepares and runs it.
+
+    The driver's two recoveries of a cached statement are kept as it keeps them: types
+    changed under the statement (``OutdatedSchemaCacheError``) reload its type caches
+    and fail; a result type changed (``InvalidCachedStatementError``, raised before the
+    statement ran) drops the cached statements, and outside a transaction the driver's
+    own path prepares it again and runs it once more."""
+    inner = getattr(conn, "_con", None) or conn  # a pool's proxy or a connection itself
+    if inner._query_loggers or inner.is_closed():
+        return None
+    protocol = inner._protocol
+    statement = inner._stmt_cache.get((sql, protocol.get_record_class(), False))
+    if statement is None:
+        return None
+    try:
+        return await protocol.bind_execute(statement, args, "", limit, False, None)
+    except asyncpg.exceptions.OutdatedSchemaCacheError:
+        await inner.reload_schema_state()
+        raise
+    except asyncpg.exceptions.InvalidCachedStatementError:
+        inner._drop_global_statement_cache()
+        if protocol.is_in_transaction():
+            raise
+        return None
 
 
 async def acquire(

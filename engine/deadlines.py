@@ -91,10 +91,16 @@ class _Sweep:
 _SWEEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweep] = weakref.WeakKeyDictionary()
 
 
+_LAST: list[_Sweep] = []  # the sweep found last: almost always this loop's
+
+
 def start(timeout_s: float) -> Deadline:
     """A deadline ``timeout_s`` from now for the current task."""
     loop = asyncio.get_running_loop()
+    if _LAST and _LAST[0]._loop is loop:  # no weak-key look-up (a weakref made per call)
+        return _LAST[0].start(timeout_s)
     sweep = _SWEEPS.get(loop)
     if sweep is None:
         sweep = _SWEEPS[loop] = _Sweep(loop)
+    _LAST[:] = [sweep]
     return sweep.start(timeout_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import asyncpg
 import pytest
 
 from engine import database
@@ -155,3 +156,41 @@ def test_a_read_session_gives_its_connection_back_and_one_past_its_budget_is_rep
     assert len(set(kept)) == 1
     assert len(set(replaced)) == 3
     assert free == 1
+
+
+def test_a_prepared_read_follows_a_table_or_a_type_changed_under_it(db_url: str) -> None:
+    """A read runs on the statement its connection prepared before (engine/database.py's
+    _run_prepared). A table changed under it is prepared again and answered at once (the
+    server refused the old plan before running it); a composite type changed under it
+    fails that one read, as the driver's own path does, and the next is answered."""
+
+    async def scenario() -> tuple[list[dict], list[dict], str, list[dict]]:
+        setup = await asyncpg.connect(db_url)
+        await setup.execute(
+            "DROP TABLE IF EXISTS prep_t; DROP TYPE IF EXISTS prep_c;"
+            "CREATE TYPE prep_c AS (x int);"
+            "CREATE TABLE prep_t (a int, c prep_c); INSERT INTO prep_t VALUES (1, ROW(7))"
+        )
+        pool = await _pool(db_url, pool_min_size=1, pool_max_size=1)
+        try:
+            for _ in range(3):  # prepared by the first, run as prepared by the others
+                before = [dict(r) for r in await _read(pool, "SELECT * FROM prep_t", 5.0)]
+            await setup.execute("ALTER TABLE prep_t ADD COLUMN b int DEFAULT 2")
+            widened = [dict(r) for r in await _read(pool, "SELECT * FROM prep_t", 5.0)]
+            await _read(pool, "SELECT c FROM prep_t", 5.0)
+            await _read(pool, "SELECT c FROM prep_t", 5.0)
+            await setup.execute("ALTER TYPE prep_c ADD ATTRIBUTE y int")
+            with pytest.raises(ApiError) as raised:
+                await _read(pool, "SELECT c FROM prep_t", 5.0)
+            again = [dict(r) for r in await _read(pool, "SELECT c FROM prep_t", 5.0)]
+            return before, widened, raised.value.code, again
+        finally:
+            await pool.close()
+            await setup.execute("DROP TABLE prep_t; DROP TYPE prep_c")
+            await setup.close()
+
+    before, widened, code, again = asyncio.run(scenario())
+    assert [r["a"] for r in before] == [1]
+    assert [(r["a"], r["b"]) for r in widened] == [(1, 2)]
+    assert code == "DATABASE_CONNECTION_ERROR"  # retriable: a request's read is tried again
+    assert [dict(r["c"]) for r in again] == [{"x": 7, "y": None}]
