@@ -1,10 +1,10 @@
 """The access log: one JSON line per catalogue request on stdout, written in batches.
 
 :class:`AccessLog` is a request observer (``engine.observe``): for each answered
-request it renders one small JSON object with orjson and appends it to an
-in-memory buffer; no :mod:`logging` machinery and no system call per request.
-The buffer goes out when it passes ``flush_bytes`` (64 KB), on a short timer
-armed when it becomes non-empty (0.25 s), and when the job stops::
+request it keeps the exchange and the time; no :mod:`logging` machinery and no
+system call per request. The lines are rendered (one small JSON object each, by
+orjson) a batch at a time, when about ``flush_bytes`` (64 KB) of them wait, on a
+short timer armed when the first waits (0.25 s), and when the job stops::
 
     {"ts":"2025-01-31T12:00:00.123Z","level":"info","msg":"request","request_id":"3f2a...-1c",
      "method":"GET","route":"/api/v1/cameras/{id}","path":"/api/v1/cameras/7","status":200,
@@ -49,6 +49,7 @@ from engine.observe import Exchange
 log = logging.getLogger("engine.accesslog")
 
 FLUSH_BYTES = 64 * 1024
+LINE_BYTES = 256  # about one line: a batch is rendered every flush_bytes / LINE_BYTES lines
 FLUSH_INTERVAL_S = 0.25
 MAX_PENDING_BYTES = 4 * 1024 * 1024
 MAX_PATH_CHARS = 1024  # a path no row serves is the client's: cut, so a line stays small
@@ -199,10 +200,12 @@ class AccessLog:
     ) -> None:
         self.flush_bytes = flush_bytes
         self.interval_s = interval_s
-        self.lines = 0  # lines rendered
+        self.lines = 0  # requests logged
         self.dropped = 0  # lines dropped because the writer was too far behind (or stopped)
-        self._buffer = bytearray()
-        self._buffered = 0
+        # exchanges answered, with their wall-clock time, waiting to be rendered (bounded:
+        # about flush_bytes of lines; an exchange is not changed once its answer is sent)
+        self._requests: list[tuple[Exchange, float]] = []
+        self._flush_lines = max(1, flush_bytes // LINE_BYTES)
         self._stamp = Stamp()
         self._writer = _Writer(fd, max_pending_bytes)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -214,10 +217,12 @@ class AccessLog:
         return self._writer.lost
 
     def __call__(self, exchange: Exchange) -> None:
-        self._buffer += render(exchange, self._stamp(time.time()))
-        self._buffered += 1
+        # the line is rendered with the batch: a loop over a batch of lines costs less than
+        # a line rendered amid each request's work (measured in process on a primary-key
+        # read: 6.4 us a request for the observer, 3.1 us less rendered by batch)
+        self._requests.append((exchange, time.time()))
         self.lines += 1
-        if len(self._buffer) >= self.flush_bytes:
+        if len(self._requests) >= self._flush_lines:
             self.flush()
         elif self._timer is None and self._loop is not None:
             self._timer = self._loop.call_later(self.interval_s, self._tick)
@@ -227,15 +232,23 @@ class AccessLog:
         self.flush()
 
     def flush(self) -> None:
-        """Hand the buffered lines to the writer thread (never waits for the write)."""
-        if not self._buffered:
+        """Render the waiting lines and hand them to the writer thread (never waits for the
+        write)."""
+        requests = self._requests
+        if not requests:
             return
-        batch, lines = self._buffer, self._buffered
-        self._buffer, self._buffered = bytearray(), 0
-        if not self._writer.put(batch, lines):
+        self._requests = []
+        stamp = self._stamp
+        batch = bytearray()
+        for exchange, now in requests:
+            try:
+                batch += render(exchange, stamp(now))
+            except Exception:  # a bug of ours: that line is lost, never the batch
+                log.exception("access log: a line could not be rendered")
+        if not self._writer.put(batch, len(requests)):
             if not self.dropped:  # said once; the total is logged at stop
                 log.warning("access log: stdout is not keeping up; lines are dropped and counted")
-            self.dropped += lines
+            self.dropped += len(requests)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -229,6 +229,32 @@ def test_lines_wait_in_the_buffer_and_the_timer_writes_them(pipe):
     asyncio.run(go())
 
 
+def test_a_line_rendered_with_its_batch_has_its_own_request_time(pipe, monkeypatch):
+    r, w = pipe
+    clock = iter([1_700_000_000.25, 1_700_000_007.5])
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return next(clock)
+
+    async def go() -> None:
+        log = AccessLog(w, interval_s=3600)
+        log.start()
+        monkeypatch.setattr(accesslog, "time", Clock)
+        log(exchange(request_id="first"))
+        log(exchange(request_id="second"))
+        monkeypatch.undo()
+        await log.stop()  # both rendered now, in one batch
+
+    asyncio.run(go())
+    lines = [orjson.loads(x) for x in _read_available(r).splitlines()]
+    assert [(x["request_id"], x["ts"]) for x in lines] == [
+        ("first", "2023-11-14T22:13:20.250Z"),
+        ("second", "2023-11-14T22:13:27.500Z"),
+    ]
+
+
 def test_a_full_buffer_is_written_at_once(pipe):
     r, w = pipe
 
