@@ -159,11 +159,18 @@ Coercer = Callable[[Any, bool], Any]
 def _to_int(pg: str) -> Coercer:
     low, high = INT_RANGES.get(pg, INT_RANGES["int8"])
 
+    as_pg: Callable[[int], Any] | None = (
+        Decimal if pg == "numeric" else float if pg in ("float4", "float8") else None
+    )
+
     def coerce(raw: Any, text: bool) -> Any:
         if text and isinstance(raw, str):
-            if not _INT_TEXT.fullmatch(raw.strip()):
-                raise BadValue("must be an integer")
-            value = int(raw.strip())
+            # plain ASCII digits (most values) are what the pattern accepts, without it
+            if not (len(raw) <= 20 and raw.isascii() and raw.isdigit()):
+                if not _INT_TEXT.fullmatch(raw.strip()):
+                    raise BadValue("must be an integer")
+                raw = raw.strip()
+            value = int(raw)
         elif isinstance(raw, int) and not isinstance(raw, bool):
             value = raw
         elif isinstance(raw, float) and raw.is_integer():
@@ -172,11 +179,7 @@ def _to_int(pg: str) -> Coercer:
             raise BadValue("must be an integer")
         if not low <= value <= high:
             raise BadValue(f"must be between {low} and {high}")
-        if pg == "numeric":
-            return Decimal(value)
-        if pg in ("float4", "float8"):
-            return float(value)
-        return value
+        return value if as_pg is None else as_pg(value)
 
     return coerce
 

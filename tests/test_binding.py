@@ -8,11 +8,13 @@ Each test publishes its own endpoints under ``/b/...`` before the engine starts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from engine import binding
 from tests.engine_server import EngineClient
 from tests.helpers import add_endpoint, assert_problem, error_for, problems_of, serve
 from tests.pg import DB
@@ -901,3 +903,33 @@ def test_integer_into_numeric_and_float_placeholders(db: DB, make_client: Maker)
         "half": 2.5,
     }
     invalid(client.get("/b/mixed", params={"a": "1.5", "b": "5"}), "a", "query")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("42446", 42446),
+        ("007", 7),
+        (" 42 ", 42),
+        ("+3", 3),
+        ("-4", -4),
+        ("2147483647", 2147483647),
+        ("2147483648", "must be between -2147483648 and 2147483647"),
+        ("9" * 20, "must be between -2147483648 and 2147483647"),
+        ("9" * 21, "must be an integer"),
+        ("", "must be an integer"),
+        ("12a", "must be an integer"),
+        ("\u00b2", "must be an integer"),  # a superscript two: a digit to str.isdigit, not to us
+        ("\u0663", "must be an integer"),  # an Arabic-Indic three: int() would take it
+        ("1_000", "must be an integer"),  # int() would take it too
+    ],
+)
+def test_an_integer_from_text_is_plain_ascii_digits_with_an_optional_sign(
+    raw: str, expected: object
+) -> None:
+    coerce = binding._to_int("int4")
+    if isinstance(expected, int):
+        assert coerce(raw, True) == expected
+    else:
+        with pytest.raises(binding.BadValue, match=f"^{re.escape(expected)}$"):
+            coerce(raw, True)
