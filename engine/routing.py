@@ -88,7 +88,7 @@ class _Node:
         return [node]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per request: frozen fields cost an object.__setattr__ each
 class Match:
     """``endpoint`` is a compiled endpoint, :data:`UNAVAILABLE`, or None (see ``allowed``)."""
 

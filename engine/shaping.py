@@ -228,7 +228,7 @@ def _renamer(fields: tuple[tuple[str, str], ...]) -> Callable[[Row], dict[str, A
     return rename
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per request: frozen fields cost an object.__setattr__ each
 class Shaped:
     """The payload of a successful answer, before any envelope."""
 
@@ -351,7 +351,7 @@ class Envelope:
         return problem
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per request: frozen fields cost an object.__setattr__ each
 class Rendered:
     """A success answer, encoded: what is sent, cached, or stored for idempotent replay."""
 
