@@ -154,6 +154,7 @@ WHERE endpoint_path LIKE '/scale/%' AND http_method = 'GET' AND cache_enabled
 """
 
 LOAD_ROUTE = "/scale/svc7/res7/{id}"  # GET one row by id, not cached
+LAST_ROUTE = "/scale/svc{s}/res{r}/42"  # the same read of the last resource (rows - 1)
 CHANGE_ROUTE = "/scale/svc{s}/res{r}/{{id}}"  # rows whose template the reloads change
 CHANGE = """
 UPDATE api_endpoint_mappings
@@ -383,6 +384,9 @@ def main() -> int:
             reloads = _reloads(url, port, args.reloads, first_rev=1)
             print("reloads       " + ", ".join(f"{s * 1000:.0f}" for s in reloads) + " ms")
             before = _wrk(port, args.seconds, args.connections, LOAD_ROUTE.replace("{id}", "42"))
+            last = (counts["mappings"] // 5) - 1  # the route a scan of the table found last
+            last_route = LAST_ROUTE.format(s=last % 50, r=last)
+            at_last = _wrk(port, args.seconds / 2, args.connections, last_route)
             during, changed = _load_during_reloads(
                 url, port, args.seconds, args.connections, args.reload_every, first_rev=1000
             )
@@ -407,6 +411,7 @@ def main() -> int:
         "connections": args.connections,
         "seconds": args.seconds,
         "before_reloads": before,
+        "last_route": {"route": f"GET {last_route}", **at_last},
         "during_reloads": {**during, "reloads": changed, "every_s": args.reload_every},
         "p99_ratio": round(ratio, 2),
         "generations": {
@@ -433,6 +438,11 @@ def main() -> int:
     )
     print(
         f"  p99 before        {b['p99']:.2f} ms (p50 {b['p50']:.2f}, {before['req_per_s']:,} req/s)"
+    )
+    n = at_last["latency_ms"]
+    print(
+        f"  last route        p99 {n['p99']:.2f} ms (p50 {n['p50']:.2f}, {at_last['req_per_s']:,}"
+        f" req/s: GET {last_route})"
     )
     print(
         f"  p99 during        {d['p99']:.2f} ms (p50 {d['p50']:.2f}, {during['req_per_s']:,} "
