@@ -351,10 +351,13 @@ async def _run_prepared(
     statement ran) drops the cached statements, and outside a transaction the driver's
     own path prepares it again and runs it once more."""
     inner = getattr(conn, "_con", None) or conn  # a pool's proxy or a connection itself
-    if inner._query_loggers or inner.is_closed():
+    try:
+        if inner._query_loggers or inner.is_closed():
+            return None
+        protocol = inner._protocol
+        statement = inner._stmt_cache.get((sql, protocol.get_record_class(), False))
+    except AttributeError:  # another asyncpg: its own path
         return None
-    protocol = inner._protocol
-    statement = inner._stmt_cache.get((sql, protocol.get_record_class(), False))
     if statement is None:
         return None
     try:
