@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -53,7 +53,7 @@ from engine.pagination import (
 )
 from engine.ratelimit import Network, RateLimiter, client_address
 from engine.recovery import EndpointGates, with_retry_after
-from engine.replicas import ReadTarget, Replicas
+from engine.replicas import ReadTarget
 from engine.routing import UNAVAILABLE
 from engine.settings import Settings
 from engine.shaping import Rendered, Shaped, default_page_body, encode
@@ -617,22 +617,31 @@ async def _execute(
     (engine/replicas.py); retried after a connection failure, at most ``max_concurrent`` at
     once (engine/recovery.py). ``primary``: never on a replica (a cache fill: a lagging
     replica's answer would be served for the whole TTL, past the invalidation of a write)."""
-    read = partial(_read, services, catalog, ep, args, page)
     limit = ep.spec.max_concurrent
     if limit is None:  # no gate to pass (its context manager costs a generator a request)
-        return await _read_on(services.db.replicas, read, primary)
+        return await _read_on(services, catalog, ep, args, page, primary)
     with services.gates.enter(ep.spec.id, limit):
-        return await _read_on(services.db.replicas, read, primary)
+        return await _read_on(services, catalog, ep, args, page, primary)
 
 
 async def _read_on(
-    replicas: Replicas, read: Callable[[ReadTarget], Awaitable[Shaped]], primary: bool
+    services: Services,
+    catalog: Catalog,
+    ep: CompiledEndpoint,
+    args: list[Any],
+    page: PageRequest | None,
+    primary: bool,
 ) -> Shaped:
-    """The read on the primary when asked (and replicas exist), else where replicas decide."""
+    """The read on the primary when asked (and replicas exist), else where replicas decide;
+    on the primary itself at once (no replica to fall back from)."""
+    replicas = services.db.replicas
     if primary and replicas.replicas:
         replicas.primary.reads += 1
-        return await read(replicas.primary)
-    return await replicas.read(read)
+        return await _read(services, catalog, ep, args, page, replicas.primary)
+    target = replicas.choose()
+    if target.replica is None:
+        return await _read(services, catalog, ep, args, page, target)
+    return await replicas.read_on(target, partial(_read, services, catalog, ep, args, page))
 
 
 async def _read(
@@ -645,6 +654,27 @@ async def _read(
 ) -> Shaped:
     spec = ep.spec
     pool = to.pool
+    paged = page is not None and ep.page_sql is not None
+    if not paged and spec.result.shape != "none":  # most reads: one statement, its rows
+        bound = services.settings.max_rows  # an unpaginated list: RESULT_TOO_LARGE past it
+        rows, _ = await run_statement(
+            pool,
+            ep.sql,
+            args,
+            timeout_s=ep.timeout_s,
+            operation=spec.operation,
+            known_codes=catalog.errors,
+            client_values=ep.client_values,
+            params=ep.param_names,
+            acquire_timeout_s=services.settings.pool_timeout_s,
+            recovery=to.recovery,
+            idempotent=True,
+            limit=ep.shaper.fetch_limit(bound),
+        )
+        shaper = ep.shaper
+        if shaper.sliced(rows):
+            return await shaper.shape_read(rows, max_rows=bound)
+        return shaper.shape(rows, max_rows=bound)
     common = {
         "timeout_s": ep.timeout_s,
         "operation": spec.operation,
@@ -654,7 +684,8 @@ async def _read(
         "acquire_timeout_s": services.settings.pool_timeout_s,
         "recovery": to.recovery,
     }
-    if page is not None and ep.page_sql is not None:
+    if paged:
+        assert page is not None
         sql = ep.page_sql if page.after is None or ep.after_sql is None else ep.after_sql
         if page.counted and ep.count_sql is not None:  # in one snapshot: the total agrees
             own = args[: len(spec.params)]
@@ -662,13 +693,8 @@ async def _read(
             return ep.shaper.page(rows, page, total=total)
         rows, _ = await run_statement(pool, sql, args, idempotent=True, **common)
         return ep.shaper.page(rows, page)
-    if spec.result.shape == "none":
-        _, affected = await run_statement(pool, ep.sql, args, rows=False, idempotent=True, **common)
-        return ep.shaper.shape((), affected=affected)
-    bound = services.settings.max_rows  # an unpaginated list: RESULT_TOO_LARGE past it
-    limit = ep.shaper.fetch_limit(bound)
-    rows, _ = await run_statement(pool, ep.sql, args, idempotent=True, limit=limit, **common)
-    return await ep.shaper.shape_read(rows, max_rows=bound)
+    _, affected = await run_statement(pool, ep.sql, args, rows=False, idempotent=True, **common)
+    return ep.shaper.shape((), affected=affected)
 
 
 async def _write(

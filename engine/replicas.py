@@ -363,7 +363,10 @@ class Replicas:
     async def read(self, run: Callable[[ReadTarget], Awaitable[T]]) -> T:
         """``run`` on the chosen target; a replica's failure the primary may answer is run
         once more on the primary."""
-        target = self.choose()
+        return await self.read_on(self.choose(), run)
+
+    async def read_on(self, target: ReadTarget, run: Callable[[ReadTarget], Awaitable[T]]) -> T:
+        """``run`` on ``target`` (what :meth:`choose` gave), falling back as :meth:`read`."""
         if target.replica is None:
             return await run(target)
         try:

@@ -303,10 +303,14 @@ class Shaper:
             raise ApiError(self.not_found)
         return Shaped(None, self.status, empty=True)
 
+    def sliced(self, rows: Sequence[Row]) -> bool:
+        """Whether :meth:`shape_read` encodes ``rows`` in slices (else it is :meth:`shape`)."""
+        return self.result.shape == "list" and len(rows) >= LARGE_LIST
+
     async def shape_read(self, rows: Sequence[Row], *, max_rows: int | None = None) -> Shaped:
         """:meth:`shape` for a read; a list of ``LARGE_LIST`` rows or more is encoded here in
         slices, giving the event loop back between them (its payload is the encoded array)."""
-        if self.result.shape != "list" or len(rows) < LARGE_LIST:
+        if not self.sliced(rows):
             return self.shape(rows, max_rows=max_rows)
         self.check_bound(rows, max_rows)
         return Shaped(await encode_slices(rows, self.row), self.status, count=len(rows))
