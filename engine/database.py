@@ -250,35 +250,64 @@ async def run_statement(
     With ``recovery``: the pool's circuit breaker is asked first, and an ``idempotent``
     statement (a read, never a write) is retried after a connection failure. ``limit``:
     fetch at most that many rows (:func:`fetch_rows`)."""
+    return await recovering(
+        pool,
+        recovery,
+        idempotent,
+        _attempt,
+        pool,
+        sql,
+        args,
+        timeout_s,
+        operation,
+        known_codes,
+        rows,
+        client_values,
+        params,
+        acquire_timeout_s,
+        limit,
+    )
 
-    async def attempt() -> tuple[list[asyncpg.Record], int | None]:
-        conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
-        started = time.perf_counter()
+
+async def _attempt(
+    pool: asyncpg.Pool,
+    sql: str,
+    args: Sequence[Any],
+    timeout_s: float | None,
+    operation: str,
+    known_codes: Container[str],
+    rows: bool,
+    client_values: bool,
+    params: Sequence[tuple[str, str]],
+    acquire_timeout_s: float,
+    limit: int | None,
+) -> tuple[list[asyncpg.Record], int | None]:
+    """One try of :func:`run_statement` (a function, not a closure: no cells to make)."""
+    conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
+    started = time.perf_counter()
+    try:
+        if pgbouncer.read_only_per_transaction(conn):  # ENGINE_PGBOUNCER=transaction only
+            return await read_in_transaction(conn, sql, args, timeout_s, rows, limit)
+        # the statement's timeout from the loop's deadline sweep, not a driver timer
+        # each: on expiry the task is cancelled, so the driver cancels it on the server
+        deadline = deadlines.start(timeout_s) if timeout_s is not None else None
         try:
-            if pgbouncer.read_only_per_transaction(conn):  # ENGINE_PGBOUNCER=transaction only
-                return await read_in_transaction(conn, sql, args, timeout_s, rows, limit)
-            # the statement's timeout from the loop's deadline sweep, not a driver timer
-            # each: on expiry the task is cancelled, so the driver cancels it on the server
-            deadline = deadlines.start(timeout_s) if timeout_s is not None else None
-            try:
-                if rows:
-                    return await fetch_rows(conn, sql, args, limit, None), None
-                status = await conn.execute(sql, *args)
-                return [], affected_rows(status)
-            except asyncio.CancelledError:
-                if deadline is not None and deadline.expired():
-                    raise TimeoutError(f"the statement ran past {timeout_s} s") from None
-                raise
-            finally:
-                if deadline is not None:
-                    deadline.finish()
-        except (*_DRIVER_ERRORS, InternalClientError) as exc:
-            raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
+            if rows:
+                return await fetch_rows(conn, sql, args, limit, None), None
+            status = await conn.execute(sql, *args)
+            return [], affected_rows(status)
+        except asyncio.CancelledError:
+            if deadline is not None and deadline.expired():
+                raise TimeoutError(f"the statement ran past {timeout_s} s") from None
+            raise
         finally:
-            record_statement(time.perf_counter() - started, sql, args)
-            await release(pool, conn)
-
-    return await recovering(pool, recovery, idempotent, attempt)
+            if deadline is not None:
+                deadline.finish()
+    except (*_DRIVER_ERRORS, InternalClientError) as exc:
+        raise _failed(exc, conn, args, operation, known_codes, client_values, params) from exc
+    finally:
+        record_statement(time.perf_counter() - started, sql, args)
+        await release(pool, conn)
 
 
 async def read_in_transaction(
@@ -465,22 +494,23 @@ async def recovering(
     pool: asyncpg.Pool,
     recovery: Recovery | None,
     idempotent: bool,
-    attempt: Callable[[], Awaitable[T]],
+    attempt: Callable[..., Awaitable[T]],
+    *args: Any,
 ) -> T:
-    """Run ``attempt`` past the pool's circuit breaker, telling it how it ended; an
+    """Run ``attempt(*args)`` past the pool's circuit breaker, telling it how it ended; an
     ``idempotent`` attempt that failed on a connection-class error is tried again with
     the strategy's back-off (engine/recovery.py). A write is never tried twice."""
     if recovery is None:
-        return await attempt()
+        return await attempt(*args)
     breaker = recovery.breaker(pool)
-    policy = recovery.retry_policy(idempotent)
     retries = 0
     while True:
         trial = breaker.enter()  # raises the 503 at once while the breaker is open
         try:
-            result = await attempt()
+            result = await attempt(*args)
         except ApiError as error:
             breaker.record(outcome_of(error), trial)
+            policy = recovery.retry_policy(idempotent)
             if retries >= policy.attempts or not retriable(error):
                 raise
             retries += 1
