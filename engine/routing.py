@@ -163,6 +163,8 @@ class RouteTable:
         tree = _Node()
         spanning: list[_Route] = []  # a {x:path} parameter matches across segments
         for order, route in enumerate(patterns):
+            if every and order and order % every == 0:
+                yield  # the tree too is built in steps: a reload does not stall requests
             route.order = order
             if ":path}" in route.path:
                 spanning.append(route)

@@ -119,3 +119,19 @@ def test_a_request_is_tried_only_against_the_routes_that_could_match_it() -> Non
     assert table.match("/scale/svc49/res1999/5", "GET").endpoint == "one1999"
     assert table.match("/scale/svc49/res1999/5", "DELETE").allowed == ("GET", "PUT")
     assert table.match("/files/a/b", "GET").path_params == {"rest": "a/b"}
+
+
+def test_a_table_built_in_steps_yields_while_it_builds_the_tree_too() -> None:
+    # a reload builds the table on the event loop: every `every` routes it lets requests run,
+    # over the entries and over the segment tree alike (2,000 templates in one go: 5-7 ms)
+    entries = [("GET", f"/r{r}/{{id}}", r) for r in range(2000)]
+    steps = RouteTable.in_steps(entries, every=500)
+    yields = 0
+    try:
+        while True:
+            next(steps)
+            yields += 1
+    except StopIteration as done:
+        table = done.value
+    assert yields == 4 + 3  # entries 500, 1000, 1500, 2000; tree 500, 1000, 1500
+    assert table.match("/r1999/7", "GET").endpoint == 1999
