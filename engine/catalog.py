@@ -123,6 +123,7 @@ class Catalog:
     errors: ErrorCatalog
     problems: tuple[Problem, ...]  # active rows that do not serve as written, broken side rows
     statuses: tuple[RowStatus, ...] = ()
+    status_of: Mapping[int, RowStatus] = field(default_factory=dict)  # the same, by mapping id
     warnings: tuple[Problem, ...] = ()
     unavailable: tuple[tuple[str, str], ...] = ()  # (method, path) routes answering 503
     compiled: Mapping[int, CompiledEndpoint] = field(default_factory=dict)  # drafts too
@@ -136,14 +137,26 @@ class Catalog:
     generation: int = 0
     compiled_rows: int = 0  # rows compiled by this load (the others were reused)
     prepares: int = 0  # statements prepared by this load
+    # (the generation this one was built from, the mapping ids whose serving endpoint is
+    # not the same object in both): what a reload changed, so that those who follow the
+    # catalogue (the response cache) walk only that, not every row
+    changes: tuple[int, frozenset[int]] | None = None
     routes_from: InitVar[RouteTable | None] = None  # the table replaced (its regexes reused)
     route_table: InitVar[RouteTable | None] = None  # built already (from these endpoints)
+    serving_map: InitVar[dict[int, CompiledEndpoint] | None] = None  # built already too
 
-    def __post_init__(self, routes_from: RouteTable | None, route_table: RouteTable | None) -> None:
+    def __post_init__(
+        self,
+        routes_from: RouteTable | None,
+        route_table: RouteTable | None,
+        serving_map: dict[int, CompiledEndpoint] | None,
+    ) -> None:
         if route_table is None:
             route_table = RouteTable(_route_entries(self.endpoints, self.unavailable), routes_from)
         self.routes = route_table
-        self.serving = {ep.spec.id: ep for ep in self.endpoints}
+        self.serving = (
+            serving_map if serving_map is not None else {ep.spec.id: ep for ep in self.endpoints}
+        )
         self.hot = HotKeys()  # this generation's request lines -> cache keys (engine/hot.py)
 
     def match(self, path: str, method: str) -> Match | None:
@@ -399,7 +412,7 @@ async def load_catalog(
     errors_before = previous.errors if previous is not None else None
     return await _in_steps(
         _assemble(
-            previous.routes if previous is not None else None,
+            previous,
             snap,
             owners,
             keys,
@@ -431,7 +444,7 @@ async def _in_steps(steps: Generator[None, None, T]) -> T:
 
 
 def _assemble(
-    routes_from: RouteTable | None,
+    previous: Catalog | None,
     snap: Any,
     owners: Mapping[tuple[str, str], int],
     keys: Mapping[int, tuple[str, str]],
@@ -454,6 +467,8 @@ def _assemble(
     endpoints: list[CompiledEndpoint] = []
     unavailable: list[tuple[str, str]] = []
     statuses: list[RowStatus] = []
+    status_of: dict[int, RowStatus] = {}
+    status_before = previous.status_of if previous is not None else {}
     problems = list(snap.problems)
     warnings = list(snap.warnings)
     for n, row in enumerate(snap.mappings, 1):
@@ -501,11 +516,14 @@ def _assemble(
             Problem("api_endpoint_mappings", mid, w, path=path, method=method, severity="warning")
             for w in row_warnings
         )
-        statuses.append(
-            RowStatus(
-                mid, version, state, reason, method, path, serving_version, tuple(row_warnings)
-            )
+        status = RowStatus(
+            mid, version, state, reason, method, path, serving_version, tuple(row_warnings)
         )
+        before = status_before.get(mid)
+        if before == status:
+            status = before  # kept: one object less for the collector, and `is` says "same"
+        statuses.append(status)
+        status_of[mid] = status
 
     if errors_before is not None:  # a stale endpoint may name a code since deleted: keep its text
         for n, ep in enumerate(endpoints, 1):
@@ -514,12 +532,16 @@ def _assemble(
             name = ep.spec.result.not_found
             if name and name not in codes and errors_before.defines(name):
                 codes[name] = errors_before.get(name)
+    serving, changes = yield from _changes(previous, endpoints)
+    routes_from = previous.routes if previous is not None else None
     table = yield from RouteTable.in_steps(_route_entries(endpoints, unavailable), routes_from)
+    yield  # the catalogue's own containers take a while too
     return Catalog(
         endpoints=tuple(endpoints),
         errors=ErrorCatalog(codes),
         problems=tuple(problems),
         statuses=tuple(statuses),
+        status_of=status_of,
         warnings=tuple(warnings),
         unavailable=tuple(unavailable),
         compiled=compiled,
@@ -530,8 +552,40 @@ def _assemble(
         generation=generation,
         compiled_rows=compiled_rows,
         prepares=prepares,
+        changes=changes,
         route_table=table,
+        serving_map=serving,
     )
+
+
+def _changes(
+    previous: Catalog | None, endpoints: list[CompiledEndpoint]
+) -> Generator[None, None, tuple[dict[int, CompiledEndpoint], tuple[int, frozenset[int]] | None]]:
+    """(mapping id -> serving endpoint, :attr:`Catalog.changes` against ``previous``), in
+    steps of :data:`STEP_ROWS`."""
+    serving: dict[int, CompiledEndpoint] = {}
+    changed: set[int] = set()
+    kept = 0  # ids serving before and now
+    before = previous.serving if previous is not None else {}
+    for n, ep in enumerate(endpoints, 1):
+        if n % STEP_ROWS == 0:
+            yield
+        mid = ep.spec.id
+        serving[mid] = ep
+        old = before.get(mid)
+        if old is not None:
+            kept += 1
+        if old is not ep:
+            changed.add(mid)
+    if len(before) > kept:  # some that served serve no more
+        for n, mid in enumerate(before, 1):
+            if n % STEP_ROWS == 0:
+                yield
+            if mid not in serving:
+                changed.add(mid)
+    if previous is None:
+        return serving, None
+    return serving, (previous.generation, frozenset(changed))
 
 
 async def ddl_watched(conn: asyncpg.Connection) -> bool:
@@ -576,7 +630,7 @@ class CatalogManager:
         # endpoints a drift report made us re-check and that still prepare: a later
         # "missing table/column/function" from them comes from inside a function body
         self._cleared: dict[int, tuple[CompiledEndpoint, float]] = {}
-        self._written: dict[int, RowStatus] = {}  # what this process last wrote
+        self._written: Mapping[int, RowStatus] = {}  # what this process last wrote
         self.ddl_watched: bool | None = None
         self.reloads = 0
         self.reload_failures = 0
@@ -633,18 +687,20 @@ class CatalogManager:
                 self._cleared[mid] = (catalog.serving[mid], time.monotonic())
         if self._on_reload:
             self._on_reload(previous, catalog)
+        await asyncio.sleep(0)
         self._settle(catalog)
         changed = []
         for n, s in enumerate(catalog.statuses, 1):
             if n % STEP_ROWS == 0:
                 await asyncio.sleep(0)
-            if self._written.get(s.mapping_id) != s:
+            written = self._written.get(s.mapping_id)
+            if written is not s and written != s:
                 changed.append(s)
         if changed:
             try:
                 async with self.db.write.acquire(timeout=10) as conn:
                     await write_statuses(conn, changed)
-                self._written = {s.mapping_id: s for s in catalog.statuses}
+                self._written = catalog.status_of
             except Exception as exc:  # the catalogue serves; only the report is late
                 log.warning("could not write api_endpoint_status: %s", exc)
         return catalog

@@ -48,7 +48,7 @@ def route_key(method: str, path: str) -> tuple[str, str]:
 class _Route:
     path: str
     regex: Any
-    methods: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, int] = field(default_factory=dict)  # method -> the owner's slot
     specificity: tuple[int, ...] = ()
     order: int = 0  # its place in the scan: most specific first
 
@@ -135,12 +135,44 @@ class RouteTable:
     def _build(
         self, entries: Iterable[tuple[str, str, Any]], previous: RouteTable | None, every: int
     ) -> Iterator[None]:
+        # a route names its owners by their place among the entries (a slot), so a table
+        # whose (method, path) entries are those of ``previous`` in the same order (a reload
+        # that changed templates, not routes) keeps its routes and tree and takes the new
+        # owners only: no object per route for the collector, nothing for it to free
+        shape: list[tuple[str, str]] = previous._shape if previous is not None else []
+        owners: list[Any] = []
+        pairs: list[tuple[str, str]] | None = None  # set once the entries differ from shape
+        for n, (method, path, owner) in enumerate(entries, 1):
+            if every and n % every == 0:
+                yield
+            if pairs is None:
+                if n <= len(shape):
+                    seen = shape[n - 1]
+                    if seen[0] == method and seen[1] == path:
+                        owners.append(owner)
+                        continue
+                pairs = shape[: n - 1]
+            pairs.append((method, path))
+            owners.append(owner)
+        self._owners = owners
+        if pairs is None and previous is not None and len(owners) == len(shape):
+            self._shape = shape
+            self._routes, self._exact = previous._routes, previous._exact
+            self._tree, self._spanning = previous._tree, previous._spanning
+            return
+        if pairs is None:  # fewer entries than before, each as before
+            pairs = shape[: len(owners)]
+        yield from self._lay_out(pairs, previous, every)
+
+    def _lay_out(
+        self, pairs: list[tuple[str, str]], previous: RouteTable | None, every: int
+    ) -> Iterator[None]:
         known = previous._routes if previous is not None else {}
         routes: dict[str, _Route] = {}
         exact: dict[str, _Route] = {}
         patterns: list[_Route] = []
-        for n, (method, path, owner) in enumerate(entries, 1):
-            if every and n % every == 0:
+        for slot, (method, path) in enumerate(pairs):
+            if every and slot and slot % every == 0:
                 yield
             route = routes.get(path)
             if route is None:
@@ -158,7 +190,9 @@ class RouteTable:
                     patterns.append(route)
                 else:
                     exact[path] = route
-            route.methods[method] = owner
+            route.methods[method] = slot
+        if every:
+            yield  # the sort, then the tree, each a step of its own
         patterns.sort(key=_specificity)  # stable: equally specific routes keep their order
         tree = _Node()
         spanning: list[_Route] = []  # a {x:path} parameter matches across segments
@@ -170,6 +204,7 @@ class RouteTable:
                 spanning.append(route)
             else:
                 tree.add(route)
+        self._shape = pairs
         self._routes = routes
         self._exact = exact
         self._tree = tree
@@ -192,18 +227,18 @@ class RouteTable:
         first: str | None = None  # the most specific route at the path, for a 405
         route = self._exact.get(path)
         if route is not None:
-            owner = route.methods.get(method)
-            if owner is not None:
-                return Match(owner, {}, route=route.path)
+            slot = route.methods.get(method)
+            if slot is not None:
+                return Match(self._owners[slot], {}, route=route.path)
             allowed.update(route.methods)
             first = route.path
         for route in self.candidates(path):
             m = route.regex.match(path)
             if m is None:
                 continue
-            owner = route.methods.get(method)
-            if owner is not None:
-                return Match(owner, m.groupdict(), route=route.path)
+            slot = route.methods.get(method)
+            if slot is not None:
+                return Match(self._owners[slot], m.groupdict(), route=route.path)
             allowed.update(route.methods)
             first = first or route.path
         if allowed:

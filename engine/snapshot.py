@@ -267,7 +267,12 @@ async def read_snapshot(
             await asyncio.sleep(0)
         mid = r["id"]
         digest = digests[mid]
-        new_stamps[mid] = (r["stamp"], digest)
+        seen = stamps.get(mid)
+        # the same pair kept, not a new tuple: a reload of one row among thousands makes
+        # few objects for the collector to walk
+        if seen is None or seen[1] != digest or seen[0] != r["stamp"]:
+            seen = (r["stamp"], digest)
+        new_stamps[mid] = seen
         if keep.get(mid) != digest:
             wanted.append(mid)
     if len(wanted) == len(mappings):

@@ -500,3 +500,37 @@ def test_the_byte_budget_holds_over_http(db, make_client):
     lines = client.get("/metrics").text.splitlines()
     counted = [ln for ln in lines if ln.startswith("engine_cache_evictions_total{")]
     assert any('"/big/{id}"' in ln and ln.endswith(f" {evictions}.0") for ln in counted), counted
+
+
+def _ep(mid: int, cacheable: bool = True) -> Any:
+    from types import SimpleNamespace
+
+    cache = SimpleNamespace(strategy="ttl", ttl_seconds=300, max_entries=10, tables=frozenset())
+    return SimpleNamespace(spec=SimpleNamespace(id=mid), cacheable=cacheable, cache=cache)
+
+
+def _catalog(generation: int, eps: list[Any], changes: Any = None) -> Any:
+    from types import SimpleNamespace
+
+    serving = {ep.spec.id: ep for ep in eps}
+    return SimpleNamespace(generation=generation, endpoints=eps, serving=serving, changes=changes)
+
+
+@pytest.mark.parametrize("told", [True, False], ids=["told-what-changed", "walks-every-row"])
+def test_a_reload_drops_the_answers_of_changed_rows_only(told: bool) -> None:
+    # a reload of one row among 10,000 walked every endpoint three times on the event loop;
+    # told what changed (engine.catalog.Catalog.changes), it walks those alone, to the same end
+    same, changed, gone, uncached = _ep(1), _ep(2), _ep(3), _ep(5, cacheable=False)
+    before = _catalog(7, [same, changed, gone, uncached])
+    cache = ResponseCache()
+    cache.follow(_catalog(0, []), before)
+    for mid in (1, 2, 3):
+        _fill(cache, mid, ("k",), _answer(100))
+    assert set(cache.caches) == {1, 2, 3}
+    eps = [same, _ep(2), _ep(4), _ep(5, cacheable=False)]
+    after = _catalog(8, eps, (7, frozenset({2, 3, 4, 5})) if told else None)
+    cache.follow(before, after)
+    assert set(cache.caches) == {1, 2, 4}
+    assert cache.lookup(1, ("k",)) is not None  # unchanged: its answers stay
+    assert cache.lookup(2, ("k",)) is None  # compiled anew: answers dropped
+    assert cache.bytes == cache.caches[1].size_bytes

@@ -344,3 +344,23 @@ def test_a_refused_row_is_not_compiled_again_until_it_changes(
     loaded = poll(lambda: catalogs.current, lambda c: c.generation > generation, "a reload")
     assert loaded.compiled_rows == 1  # the new row; not the refused one again
     assert wait_status(db, broken, "refused")["reason"]
+
+
+def test_a_catalogue_knows_which_serving_rows_changed_since_the_one_before() -> None:
+    from types import SimpleNamespace
+
+    from engine.catalog import _changes
+
+    def ep(mid: int) -> Any:
+        return SimpleNamespace(spec=SimpleNamespace(id=mid))
+
+    kept, replaced, gone = ep(1), ep(2), ep(3)
+    before = SimpleNamespace(generation=4, serving={1: kept, 2: replaced, 3: gone})
+    steps = _changes(before, [kept, ep(2), ep(9)])
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        serving, changes = done.value
+    assert sorted(serving) == [1, 2, 9] and serving[1] is kept
+    assert changes == (4, frozenset({2, 3, 9}))
