@@ -44,6 +44,7 @@ from engine.patterns import (
     PatternError,
     compile_pattern,
     matches_any,
+    warm_iri,
 )
 
 _MAX_MESSAGE = 200
@@ -288,6 +289,8 @@ def compile_schema(
         raise SpecError(
             f"validation schema '{name}' is not a valid JSON Schema: {exc.message}"
         ) from None
+    if b'"iri' in orjson.dumps(schema):  # "format": "iri" or "iri-reference", maybe
+        warm_iri()
     nested = _nested_dialect(schema)
     if nested is not None:
         raise SpecError(

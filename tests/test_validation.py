@@ -772,3 +772,36 @@ def test_default_values_fill_an_empty_body_too(db: DB, make_client: Maker) -> No
     assert client.post("/v/pings", json={}).status_code == 201
     assert client.post("/v/pings").status_code == 201  # no body at all
     assert stored(db, "/v/pings", "source") == ["web", "web"]
+
+
+def test_the_engine_starts_without_building_the_iri_parser() -> None:
+    # jsonschema's import of rfc3987_syntax built a Lark grammar: 1.4 s of every start-up
+    import subprocess
+    import sys
+
+    code = "import sys, engine.cli, engine.app; print('rfc3987_syntax' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_iri_formats_still_assert_loaded_on_first_need() -> None:
+    import sys
+
+    import pytest
+
+    from engine.errors import ApiError
+    from engine.patterns import _warming
+    from engine.validation import compile_schema
+
+    schema = {
+        "type": "object",
+        "properties": {"home": {"format": "iri"}, "link": {"format": "iri-reference"}},
+    }
+    validator = compile_schema("links", schema)
+    # a schema naming them loads the parser in a thread (unless an earlier test loaded it)
+    assert _warming or "rfc3987_syntax" in sys.modules
+    validator.check({"home": "https://example.com/ü", "link": "../a?b#c"})
+    for bad in ({"home": "no scheme"}, {"link": "a b"}):
+        with pytest.raises(ApiError) as caught:
+            validator.check(bad)
+        assert caught.value.code == "VALIDATION_ERROR"
