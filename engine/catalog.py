@@ -644,6 +644,12 @@ class CatalogManager:
         self._generation += 1
         previous = self.current
         started = time.perf_counter()
+        # a load that compiles every row makes objects for each: the collector's passes
+        # over the growing heap on the way were a third of a 10,000-row start-up (py-spy);
+        # _settle collects once at the end
+        paused = gc.isenabled() and (recheck_all or not previous.statuses)
+        if paused:
+            gc.disable()
         try:
             async with self.db.write.acquire() as conn:
                 catalog = await load_catalog(
@@ -666,6 +672,9 @@ class CatalogManager:
             self._recheck |= recheck  # not done: ask again next time
             self._recheck_all |= recheck_all
             raise
+        finally:
+            if paused:
+                gc.enable()
         self.current = catalog
         self.reloads += 1
         for problem in catalog.problems:
