@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import orjson
 
 from engine.errors import ApiError
@@ -201,16 +202,16 @@ LARGE_LIST = 1000  # rows: a list this long is encoded in slices of this many (~
 
 
 async def encode_slices(
-    rows: Sequence[Any], shape_row: Callable[[Any], Any], size: int = LARGE_LIST
+    rows: Sequence[Any], shape_rows: Callable[[Sequence[Any]], list[Any]], size: int = LARGE_LIST
 ) -> orjson.Fragment:
-    """``encode([shape_row(r) for r in rows])`` as a fragment, byte for byte, built ``size``
-    rows at a time with the event loop given back between slices (orjson holds the GIL
-    for a whole call, so a thread would not let the loop run meanwhile)."""
+    """``encode(shape_rows(rows))`` as a fragment, byte for byte, built ``size`` rows at a
+    time with the event loop given back between slices (orjson holds the GIL for a whole
+    call, so a thread would not let the loop run meanwhile)."""
     parts = []
     for start in range(0, len(rows), size):
         if start:
             await asyncio.sleep(0)  # other requests' turn
-        parts.append(encode([shape_row(r) for r in rows[start : start + size]])[1:-1])
+        parts.append(encode(shape_rows(rows[start : start + size]))[1:-1])
     return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
@@ -246,12 +247,26 @@ class Shaper:
     def __init__(self, result: ResultSpec, method: str) -> None:
         self.result = result
         self.row = _renamer(result.fields)
+        self._names = dict(result.fields)
         default_status = 201 if method == "POST" and result.shape != "none" else 200
         self.status = result.status or (204 if result.shape == "none" else default_status)
         self.not_found = result.not_found
 
     def rename(self, row: Row) -> dict[str, Any]:
         return self.row(row)
+
+    def rows(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        """``[self.row(r) for r in rows]``: the records of one statement share their columns,
+        so their (renamed) keys are read once and each record zipped with them, 22 % less
+        than a dict of each record by its mapping protocol (50 rows: 42 against 54 us)."""
+        if len(rows) < 2 or type(rows[0]) is not asyncpg.Record:
+            return [self.row(r) for r in rows]
+        names = self._names
+        # a record iterates over its values, not its keys (as a tuple does)
+        keys = tuple(names.get(k, k) for k in rows[0].keys())  # noqa: SIM118
+        if len(set(keys)) < len(keys):  # a name twice: each row as self.row makes it
+            return [self.row(r) for r in rows]
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     @property
     def bounded(self) -> bool:
@@ -285,7 +300,7 @@ class Shaper:
         shape = self.result.shape
         if shape == "list":
             self.check_bound(rows, max_rows)
-            items = [self.row(r) for r in rows]
+            items = self.rows(rows)
             return Shaped(items, self.status, count=len(items))
         if shape == "object":
             if not rows:
@@ -313,12 +328,12 @@ class Shaper:
         if not self.sliced(rows):
             return self.shape(rows, max_rows=max_rows)
         self.check_bound(rows, max_rows)
-        return Shaped(await encode_slices(rows, self.row), self.status, count=len(rows))
+        return Shaped(await encode_slices(rows, self.rows), self.status, count=len(rows))
 
     def page(self, rows: Sequence[Row], page: PageRequest, *, total: int | None = None) -> Shaped:
         """A page of a list: ``rows`` holds one row more than the page when more follow."""
         pagination, headers = page.describe(rows, total=total)
-        items = [self.row(r) for r in rows[: page.limit]]
+        items = self.rows(rows[: page.limit])
         return Shaped(items, self.status, count=len(items), pagination=pagination, headers=headers)
 
 

@@ -187,10 +187,14 @@ def _rows(n: int) -> list[dict[str, Any]]:
     return [{"id": i, "name": f"n{i}", "amount": Decimal(i) / 8, "none": None} for i in range(n)]
 
 
+def _dicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]
+
+
 @pytest.mark.parametrize("n", [1, LARGE_LIST - 1, LARGE_LIST, LARGE_LIST + 1, 3 * LARGE_LIST])
 def test_slices_encode_byte_for_byte_as_one_call(n: int) -> None:
     rows = _rows(n)
-    got = asyncio.run(encode_slices(rows, dict))
+    got = asyncio.run(encode_slices(rows, _dicts))
     assert encode(got) == encode(rows)
     assert encode({"data": got, "x": 1}) == encode({"data": rows, "x": 1})
 
@@ -200,7 +204,7 @@ def test_a_long_list_gives_the_loop_back_while_it_encodes() -> None:
     order: list[str] = []
 
     async def big() -> None:
-        await encode_slices(_rows(4 * LARGE_LIST), dict)
+        await encode_slices(_rows(4 * LARGE_LIST), _dicts)
         order.append("big done")
 
     async def small() -> None:

@@ -743,3 +743,21 @@ def test_stream_csv_cells_match_the_json_encoding(db: DB, make_client: Maker) ->
         ["flag", "at", "doc", "ints", "n"],
         ["true", "2024-01-01T10:00:00+00:00", '{"a":1}', "[1,2]", "0.10"],
     ]
+
+
+def test_a_list_of_records_is_shaped_as_each_record_alone(db: DB) -> None:
+    # the rows of one statement are zipped with keys read once: the same objects as a dict
+    # of each record (renamed, a column named twice: the last value, as dict() keeps it)
+    from engine.shaping import Shaper
+    from engine.spec import ResultSpec
+
+    rows = db.fetch("SELECT g AS a, g * 10 AS b, g * 100 AS c FROM generate_series(1, 3) g")
+    twice = db.fetch("SELECT g AS a, g * 10 AS a, g * 100 AS b FROM generate_series(1, 3) g")
+    for fields in ((), (("b", "renamed"),), (("b", "a"),)):
+        shaper = Shaper(ResultSpec(shape="list", fields=fields), "GET")
+        for got in (rows, twice, rows[:1], []):
+            assert shaper.rows(got) == [shaper.row(r) for r in got]
+    plain = Shaper(ResultSpec(shape="list"), "GET")
+    assert plain.rows(twice) == [{"a": 10, "b": 100}, {"a": 20, "b": 200}, {"a": 30, "b": 300}]
+    renamed = Shaper(ResultSpec(shape="list", fields=(("b", "x"),)), "GET").rows(rows)
+    assert renamed[0] == {"a": 1, "x": 10, "c": 100}
