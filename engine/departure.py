@@ -14,6 +14,10 @@ reading the server's ``receive`` only once the body is complete (at once for a
 request without a body). Requests answered within ``WATCH_AFTER_S`` never start
 a watcher at all: they pay two set operations, as one timer per event loop (not
 one per request) arms the watch of the requests that are still running.
+
+Under the engine's own HTTP/1.1 protocol (engine/http1.py) there is no watch at all: its
+exchange calls :meth:`Departure._lost` when the connection is lost before the answer is
+complete (``on_lost``), and the flow reads the server's ``receive`` itself (``direct``).
 """
 
 from __future__ import annotations
@@ -106,27 +110,49 @@ class Departure:
         "_body_done",
         "_cancelled",
         "_empty_given",
+        "_exchange",
         "_gone",
         "_receive",
         "_sweeper",
         "_task",
         "_watcher",
+        "direct",
         "left",
     )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self._receive = receive
         self._task = asyncio.current_task()
-        self._bodiless = self._body_done = _bodiless(scope)
-        self._empty_given = False
         self._watcher: asyncio.Task[None] | None = None
         self._gone: asyncio.Event | None = None
         self._active = True
         self._armed = False
         self._cancelled = False
         self.left = False
+        exchange = getattr(receive, "__self__", None)
+        if exchange is not None and getattr(exchange, "on_lost", False) is None:
+            # the engine's protocol tells of a lost connection itself: no watch, no sweep,
+            # and the flow reads ``receive`` directly (nobody else takes its messages)
+            exchange.on_lost = self._lost
+            self._exchange = exchange
+            self.direct = True
+            return
+        self._exchange = None
+        self.direct = False
+        self._bodiless = self._body_done = _bodiless(scope)
+        self._empty_given = False
         self._sweeper = _sweeper()
         self._sweeper.add(self)
+
+    def _lost(self) -> None:
+        """The connection was lost before the answer was complete (the protocol's call)."""
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.on_lost = None
+        self.left = True
+        if self._active and self._task is not None:
+            self._cancelled = True
+            self._task.cancel()
 
     async def receive(self) -> Message:
         """The request flow's ``receive``: the body as sent, then only the disconnect."""
@@ -152,6 +178,8 @@ class Departure:
 
     def arm(self) -> None:
         """Watch from now on (at once, or as soon as the body is complete)."""
+        if self.direct:
+            return  # the protocol calls _lost: nothing to watch
         self._armed = True
         if self._body_done:
             self._start()
@@ -175,6 +203,11 @@ class Departure:
     def stop(self) -> None:
         """The answer is computed: stop watching (the response may read ``receive`` now)."""
         self._active = False
+        if self.direct:
+            exchange, self._exchange = self._exchange, None
+            if exchange is not None:
+                exchange.on_lost = None  # the loop of references ends here
+            return
         self._sweeper.discard(self)
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()  # it only waits on the server's receive: nothing is lost

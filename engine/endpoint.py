@@ -198,7 +198,7 @@ class Dispatcher:
                 if answer is not None:
                     return await _answer_hot(services, known, answer, scope, receive, send)
         departure = Departure(scope, receive)  # a client that leaves cancels handle()
-        request = Request(scope, departure.receive)
+        request = Request(scope, receive if departure.direct else departure.receive)
         request._query_params = query_of(scope["query_string"])  # as Starlette's, faster
         request._headers = IndexedHeaders(scope=scope)
         exchange = Exchange(

@@ -42,6 +42,7 @@ import logging
 import re
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -107,6 +108,7 @@ class Exchange:
         "keep_alive",
         "left",
         "more_body",
+        "on_lost",
         "protocol",
         "scope",
         "started",
@@ -130,6 +132,10 @@ class Exchange:
         self.chunked: bool | None = None
         self.left = 0  # bytes of Content-Length still to write
         self.head: bytes | None = None  # a head held back, to go out with the body
+        # called when the connection is lost before the answer is complete: the app's way
+        # to stop work for a client that left without a task watching receive
+        # (engine/departure.py)
+        self.on_lost: Callable[[], None] | None = None
 
     # -- the request ------------------------------------------------------
 
@@ -345,6 +351,10 @@ class EngineProtocol(asyncio.Protocol):
         if current is not None:
             if not current.complete:
                 current.disconnected = True
+                lost = current.on_lost
+                if lost is not None:
+                    current.on_lost = None
+                    lost()
             current.wake()
         for waiting in self.pipeline:
             waiting.disconnected = True

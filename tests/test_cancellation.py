@@ -310,3 +310,37 @@ def test_only_the_clients_own_departure_is_absorbed_never_a_shutdown():
         return seen
 
     assert asyncio.run(go()) == [True, False, False]
+
+
+def test_under_the_engines_protocol_a_departure_is_told_not_watched():
+    """engine/http1.py calls the departure when the connection is lost: no watcher task, no
+    sweep; a client that leaves cancels the flow (absorbed), one that stays clears the call."""
+    from engine.departure import _sweeper
+    from engine.http1 import Exchange
+
+    async def go() -> list[Any]:
+        seen: list[Any] = []
+        for leaves in (True, False):
+            exchange = Exchange(None, {"type": "http", "method": "GET", "headers": []}, True, False)  # type: ignore[arg-type]
+
+            async def flow(exchange: Exchange = exchange, leaves: bool = leaves) -> bool:
+                departure = Departure(exchange.scope, exchange.receive)
+                seen.append((departure.direct, departure not in _sweeper()._young))
+                try:
+                    await asyncio.sleep(30 if leaves else 0)  # the statement
+                except asyncio.CancelledError:
+                    return departure.absorb()
+                finally:
+                    departure.stop()
+                return False
+
+            task = asyncio.create_task(flow())
+            await asyncio.sleep(0.01)
+            if leaves:
+                assert exchange.on_lost is not None
+                exchange.on_lost()  # as connection_lost calls it
+            seen.append(await task)
+            seen.append(exchange.on_lost is None)
+        return seen
+
+    assert asyncio.run(go()) == [(True, True), True, True, (True, True), False, True]
