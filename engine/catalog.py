@@ -157,6 +157,8 @@ class Catalog:
         self.serving = (
             serving_map if serving_map is not None else {ep.spec.id: ep for ep in self.endpoints}
         )
+        if self.statuses and not self.status_of:  # made without the loader's map: the same
+            self.status_of = {s.mapping_id: s for s in self.statuses}
         self.hot = HotKeys()  # this generation's request lines -> cache keys (engine/hot.py)
 
     def match(self, path: str, method: str) -> Match | None:

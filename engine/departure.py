@@ -146,13 +146,17 @@ class Departure:
 
     def _lost(self) -> None:
         """The connection was lost before the answer was complete (the protocol's call)."""
-        exchange, self._exchange = self._exchange, None
-        if exchange is not None:
-            exchange.on_lost = None
+        self._unhook()
         self.left = True
         if self._active and self._task is not None:
             self._cancelled = True
             self._task.cancel()
+
+    def _unhook(self) -> None:
+        """No more calls from the protocol's exchange (the loop of references ends here)."""
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.on_lost = None
 
     async def receive(self) -> Message:
         """The request flow's ``receive``: the body as sent, then only the disconnect."""
@@ -204,9 +208,7 @@ class Departure:
         """The answer is computed: stop watching (the response may read ``receive`` now)."""
         self._active = False
         if self.direct:
-            exchange, self._exchange = self._exchange, None
-            if exchange is not None:
-                exchange.on_lost = None  # the loop of references ends here
+            self._unhook()
             return
         self._sweeper.discard(self)
         if self._watcher is not None and not self._watcher.done():
