@@ -267,7 +267,9 @@ def create_app(
     no_catalog = empty_catalog()
     # the admin API's built-in routes win over the catalogue's rows at their (method, path)
     own_routes = [*builtin.routes, *metrics_routes, *health.routes, *admin_api.routes]
-    dispatcher = Dispatcher(lambda: app.state.services)
+    # the state's dict, as EngineApp's lane reads it: ``app.state.services`` is a failed
+    # attribute look-up (an AttributeError made) and a Python __getattr__ each request
+    dispatcher = Dispatcher(lambda: app.state._state["services"])
     cors = CorsPolicy.parse(settings.cors_origins, settings.cors_max_age_s)
     app = EngineApp(
         routes=[*own_routes, Mount("/", app=dispatcher)],

@@ -27,6 +27,15 @@ from collections import deque
 
 SWEEP_S = 0.05
 
+# asyncio.current_task(loop) as a C call: in C on 3.12+; on 3.11 a Python function
+# around this dict's get (a frame, twice a request)
+try:
+    from _asyncio import current_task  # type: ignore[attr-defined]
+except ImportError:
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+
+    current_task = _current_tasks.get
+
 
 class Deadline:
     __slots__ = ("_before", "_fired", "done", "task", "when")
@@ -66,7 +75,7 @@ class _Sweep:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self, timeout_s: float) -> Deadline:
-        deadline = Deadline(asyncio.current_task(), self._loop.time() + timeout_s)
+        deadline = Deadline(current_task(self._loop), self._loop.time() + timeout_s)
         queue = self._queues.get(timeout_s)
         if queue is None:
             queue = self._queues[timeout_s] = deque()

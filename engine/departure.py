@@ -27,6 +27,8 @@ import weakref
 
 from starlette.types import Message, Receive, Scope
 
+from engine.deadlines import current_task
+
 # A request still running after WATCH_AFTER_S to 2 * WATCH_AFTER_S gets a watcher task; one
 # that ends sooner is not worth a task (measured: a task per request costs about 5 % of a PK
 # read's CPU on a saturated engine, the sets nothing measurable; a timer per request alone
@@ -122,7 +124,7 @@ class Departure:
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self._receive = receive
-        self._task = asyncio.current_task()
+        self._task = current_task(asyncio.get_running_loop())
         self._watcher: asyncio.Task[None] | None = None
         self._gone: asyncio.Event | None = None
         self._active = True

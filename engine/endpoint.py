@@ -133,6 +133,11 @@ class Reply:
         await send({"type": "http.response.body", "body": self.body})
 
 
+# the names the flow asks headers for (a few, all ours) -> their lower-case latin-1 bytes
+_HEADER_KEYS: dict[str, bytes] = {}
+HEADER_KEYS_MAX = 256
+
+
 class IndexedHeaders(Headers):
     """Starlette's request ``Headers``, looked up in a dict made at the first look-up (the
     first value of a repeated name, as Starlette's ``get``): each absent header (most of
@@ -147,7 +152,12 @@ class IndexedHeaders(Headers):
 
     def get(self, key: str, default: Any = None) -> Any:
         index = self._index if self._index is not None else self._made()
-        value = index.get(key.lower().encode("latin-1"))
+        name = _HEADER_KEYS.get(key)
+        if name is None:
+            name = key.lower().encode("latin-1")
+            if len(_HEADER_KEYS) < HEADER_KEYS_MAX:
+                _HEADER_KEYS[key] = name
+        value = index.get(name)
         return default if value is None else value.decode("latin-1")
 
     def __getitem__(self, key: str) -> str:
@@ -169,7 +179,7 @@ def query_of(raw: bytes) -> QueryParams:
     empty items skipped, a name without ``=`` an empty value (keep_blank_values)."""
     if not raw:
         return _NO_QUERY
-    if b"%" in raw or b"+" in raw:
+    if raw.find(b"%") >= 0 or raw.find(b"+") >= 0:  # ``b"%" in raw`` makes a TypeError first
         return QueryParams(raw)
     pairs = []
     for item in raw.decode("latin-1").split("&"):
@@ -292,7 +302,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
     started = exchange.started
     request_id = exchange.request_id
     catalog = services.catalogs.current  # this request finishes on this generation
-    method = request.method
+    method = request.scope["method"]  # Request.method: a property and a typing.cast call
     path = request.scope["path"]  # decoded as sent: url.path re-escapes ?, # and \
     ep: CompiledEndpoint | None = None
     principal: Principal | None = None
@@ -798,7 +808,7 @@ def _answer(rendered: Rendered, request: Request, headers: dict[str, str]) -> Re
     headers.update(rendered.headers)
     if rendered.empty:
         return Reply(status_code=rendered.status_code, headers=headers)
-    if request.method == "HEAD":
+    if request.scope["method"] == "HEAD":
         headers["Content-Length"] = str(len(rendered.body))
         return Reply(status_code=rendered.status_code, headers=headers, media_type=JSON)
     return Reply(rendered.body, status_code=rendered.status_code, headers=headers, media_type=JSON)

@@ -97,4 +97,6 @@ class ReadOnlyPerTransaction(EngineConnection):
 def read_only_per_transaction(conn: Any) -> bool:
     """Whether a read on ``conn`` (a pool's connection) must be its own read-only
     transaction."""
-    return getattr(conn, "read_only_per_transaction", False)
+    # the connection behind a pool's proxy: the proxy's own look-up fails (an
+    # AttributeError made) before its __getattr__ asks the connection
+    return getattr(getattr(conn, "_con", None) or conn, "read_only_per_transaction", False)

@@ -57,3 +57,10 @@ def test_indexed_headers_read_as_starlette_headers(name: str) -> None:
     else:
         with pytest.raises(KeyError):
             ours[name]
+
+
+def test_a_name_asked_again_in_another_case_reads_the_same_header() -> None:
+    for _ in range(2):  # the second round takes each name's bytes from the module's dict
+        for name in ("X-Request-ID", "x-request-id", "X-REQUEST-ID", "Absent-Name"):
+            ours = IndexedHeaders(scope={"headers": list(RAW_HEADERS)})
+            assert ours.get(name) == Headers(scope={"headers": list(RAW_HEADERS)}).get(name)
