@@ -8,6 +8,7 @@ connection cap and the drain are tests/test_server.py's (run on both protocols).
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from typing import Any
@@ -15,13 +16,14 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.http1 import EngineProtocol
+from engine.http1 import HEADER_NAME_BAD, HEADER_VALUE_BAD, EngineProtocol, check_header_bytes
 from tests.engine_server import EngineClient
 from tests.helpers import add_endpoint
 from tests.pg import DB
 from tests.test_server import closed_by_server, connect
 
 HEADER_TIMEOUT_S = 8
+ALPHABET = b'abcXYZ09-_ \t\r\n\x00\x7f\x1f\xe9:("\\'
 BODY = [{"name": "token", "in": "body", "type": "string", "required": True}]
 
 
@@ -247,3 +249,29 @@ def test_a_connection_keeps_one_timer_however_many_answers_it_carries(
         assert connection._head_deadline is not None  # idle: the next head is awaited
     finally:
         sock.close()
+
+
+def test_an_answers_header_bytes_are_checked_as_uvicorns_expressions_say() -> None:
+    rng = random.Random(7)
+    for _ in range(3000):
+        names = [bytes(rng.choice(ALPHABET) for _ in range(rng.randint(0, 6))) for _ in range(3)]
+        values = [bytes(rng.choice(ALPHABET) for _ in range(rng.randint(0, 9))) for _ in range(3)]
+        bad_name = any(HEADER_NAME_BAD.search(n) for n in names)
+        bad_value = any(HEADER_VALUE_BAD.search(v) for v in values)
+        for _twice in range(2):  # the second time, names that passed come from the set
+            if bad_name or bad_value:
+                with pytest.raises(RuntimeError, match="name" if bad_name else "value"):
+                    check_header_bytes(names, values)
+            else:
+                check_header_bytes(names, values)
+
+
+def test_names_that_passed_never_let_a_bad_name_through() -> None:
+    good = [b"content-type", b"etag", b"x-request-id"]
+    check_header_bytes(good, [b"a", b"b\tc", b"\xe9"])  # tab and obs-text are allowed
+    for bad in (b"x request", b"x:y", b"x\ny", b"\x7f"):
+        with pytest.raises(RuntimeError, match="name"):
+            check_header_bytes([*good, bad], [b"a", b"b", b"c", b"d"])
+    for bad in (b"a\rb", b"a\nb", b"\x00", b"\x7f", b"\x1f"):
+        with pytest.raises(RuntimeError, match="value"):
+            check_header_bytes(good, [b"a", bad, b"c"])
