@@ -67,6 +67,12 @@ def enabled(value: str) -> bool:
         raise ValueError(f"ENGINE_ACCESS_LOG={value!r}: expected on or off") from None
 
 
+def _ms(seconds: float) -> float:
+    """Seconds as milliseconds to three places (``round(x * 1000, 3)`` for a duration, which
+    is never negative, without round's correctly rounded decimal conversion: a tenth of it)."""
+    return int(seconds * 1_000_000 + 0.5) / 1000
+
+
 def render(exchange: Exchange, ts: str) -> bytes:
     """The access-log line of one request (with its newline)."""
     subject = exchange.subject
@@ -79,8 +85,8 @@ def render(exchange: Exchange, ts: str) -> bytes:
         "route": exchange.route,
         "path": exchange.path[:MAX_PATH_CHARS],
         "status": exchange.status,
-        "duration_ms": round(exchange.duration_s * 1000, 3),
-        "db_ms": round(exchange.db_s * 1000, 3),
+        "duration_ms": _ms(exchange.duration_s),
+        "db_ms": _ms(exchange.db_s),
         "cache": exchange.cache,
         "subject": subject[:MAX_SUBJECT_CHARS] if subject is not None else None,
     }

@@ -24,6 +24,9 @@ FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # no format spec per stamp
+
+
 class Stamp:
     """RFC 3339 UTC timestamps with milliseconds; the seconds part is formatted once a second."""
 
@@ -38,7 +41,7 @@ class Stamp:
         if second != cached_second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._cached = (second, prefix)
-        return f"{prefix}.{int((now - second) * 1000):03d}Z"
+        return prefix + _MILLIS[int((now - second) * 1000)]
 
 
 def _printable(value: Any) -> Any:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import re
 import subprocess
 import sys
@@ -568,3 +569,13 @@ def test_the_served_command_with_the_access_log_off_writes_nothing_on_stdout(
         out, err = engine.stop()
     assert out == ""
     assert "INFO engine: settings:" in err  # text logs stay as they were
+
+
+def test_milliseconds_have_three_places_as_round_gives_them() -> None:
+    rng = random.Random(3)
+    for _ in range(20_000):
+        seconds = rng.random() * rng.choice((1e-5, 1e-3, 1.0, 300.0))
+        ms = accesslog._ms(seconds)
+        assert abs(ms - round(seconds * 1000, 3)) <= 0.001 + 1e-9
+        assert len(repr(ms).partition(".")[2]) <= 3
+    assert accesslog._ms(0.0019421) == 1.942 and accesslog._ms(0.0) == 0.0
