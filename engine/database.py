@@ -26,7 +26,7 @@ import orjson
 from asyncpg.exceptions._base import DataError as ArgumentError
 from asyncpg.exceptions._base import InternalClientError
 
-from engine import deadlines, pgbouncer, pgcodecs, roles
+from engine import deadlines, holders, pgbouncer, pgcodecs, roles
 from engine.errors import ApiError
 from engine.observe import record_statement
 from engine.recovery import (
@@ -381,7 +381,7 @@ async def _run_prepared(
     own path prepares it again and runs it once more."""
     inner = getattr(conn, "_con", None) or conn  # a pool's proxy or a connection itself
     try:
-        if inner._query_loggers or inner.is_closed():
+        if inner._query_loggers or not holders.is_open(inner):
             return None
         protocol = inner._protocol
         statement = inner._stmt_cache.get((sql, protocol.get_record_class(), False))
@@ -417,9 +417,13 @@ async def acquire(
     queue = getattr(pool, "_queue", None)  # asyncpg keeps free holders in an asyncio queue
     waits = queue is None or queue.empty() or bool(getattr(queue, "_getters", None))
     try:
-        if not waits and _connected(pool, queue):
+        if not waits and holders.connected(pool, queue):
             # a free, connected holder: nothing to wait for, so no deadline at all, and
-            # asyncpg's Pool._acquire without its queue wait (its own steps otherwise)
+            # asyncpg's Pool._acquire without its queue wait (its own steps inline, or
+            # its own calls when they do not apply)
+            taken = holders.take(pool, queue)
+            if taken is not None:
+                return taken
             holder = queue.get_nowait()
             try:
                 proxy = await holder.acquire()
@@ -447,22 +451,6 @@ async def acquire(
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, InternalClientError) as exc:
         # InternalClientError: a new connection's set-up (the codecs) lost its backend
         raise translate(exc, operation, known_codes, acquiring=True) from exc
-
-
-def _connected(pool: asyncpg.Pool, queue: Any) -> bool:
-    """Whether the holder the next acquisition takes (asyncpg's queue is LIFO) has a live
-    connection of the pool's generation, so acquiring it cannot wait on a connect."""
-    try:
-        holder = queue._queue[-1]
-        conn = holder._con
-        return (
-            conn is not None
-            and not conn.is_closed()
-            and holder._generation == pool._generation
-            and not pool._closing
-        )
-    except (AttributeError, IndexError):  # another asyncpg: take the timed path
-        return False
 
 
 class ConnectTimeout(OSError):
@@ -789,7 +777,7 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
         if holder is not None and inner is not None and holder._pool is pool:
             # Pool.release without its asyncio.shield (a task per release): cancelled
             # here, asyncpg terminates the connection and its holder returns to the pool
-            inner._on_release()
+            holders.on_release(inner)
             # a bound on the wait for a cancellation to finish and for a reset round trip;
             # none for a read session's free release (no wait, no round trip, no timer)
             waits = (
@@ -798,34 +786,13 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
                 or inner.is_in_transaction()
                 or inner._top_xact is not None
             )
-            if waits or not _free_release(pool, holder, inner):
+            if waits or not holders.give_back(pool, holder, inner):
                 await holder.release(RELEASE_TIMEOUT_S if waits else None)
         else:
             await pool.release(conn)
     except Exception as exc:
         log.info("dropped a broken connection on release: %r", exc)
         _drop(conn)
-
-
-def _free_release(pool: asyncpg.Pool, holder: Any, inner: asyncpg.Connection) -> bool:
-    """``PoolConnectionHolder.release`` for a read session with nothing to wait for and
-    nothing to reset (no transaction, no cancellation, ``_keep_session``): its own steps
-    without its two coroutines and its timeout context. False when anything else holds
-    (a closed connection, one past its query budget or of an expired generation): the
-    holder's own release then decides."""
-    if (
-        holder._in_use is None
-        or inner.is_closed()
-        or inner._protocol.queries_count >= holder._max_queries
-        or holder._generation != pool._generation
-        or inner._listeners
-        or inner._log_listeners
-    ):
-        return False
-    holder._timeout = None
-    holder._release()
-    holder._setup_inactive_callback()
-    return True
 
 
 def affected_rows(status: str) -> int | None:
