@@ -350,3 +350,48 @@ def test_a_scrape_sums_every_worker_and_keeps_the_counts_of_those_gone(multiproc
     assert value(samples, "engine_error_log_written_total") == 7
     assert series(samples, "engine_pool_size") == {}  # the workers are gone
     assert series(samples, "engine_catalog_generation") == {}
+
+
+SERVING_WORKER = """
+import asyncio, sys
+from engine.metrics import SETTLE_S, Metrics
+from engine.observe import Exchange
+
+async def main() -> None:
+    metrics = Metrics()
+    metrics.start()
+    for _ in range(3):
+        metrics.observe(Exchange("r", "GET", "/b", 0.0, route="/b", status=200, duration_s=0.01))
+    await asyncio.sleep(SETTLE_S * 5)  # the loop runs: the counts go into the files
+    print("settled", flush=True)
+    sys.stdin.readline()
+    for _ in range(2):  # then stopped at once, before another settle is due
+        metrics.observe(Exchange("r", "GET", "/b", 0.0, route="/b", status=200, duration_s=0.01))
+    await metrics.stop()
+    print("stopped", flush=True)
+    sys.stdin.readline()
+
+asyncio.run(main())
+"""
+
+
+def test_a_serving_workers_counts_reach_the_files_soon_and_all_of_them_when_it_stops(
+    multiproc_dir,
+):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": multiproc_dir}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVING_WORKER],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    scraper = Metrics(multiprocess_dir=multiproc_dir)
+    b = {"route": "/b", "method": "GET", "status": "2xx"}
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "settled\n"
+        assert value(parse(scraper.render().decode()), "engine_http_requests_total", **b) == 3
+        assert proc.stdin is not None
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "stopped\n"
+        assert value(parse(scraper.render().decode()), "engine_http_requests_total", **b) == 5
+    finally:
+        proc.communicate("", timeout=30)

@@ -410,18 +410,22 @@ def test_metrics_sum_every_worker_and_the_pools_fit_the_database(
         return answers[-1]
 
     served.on_each_worker(send, lambda r: r.status_code == 200)
-    with served.client() as client:
-        page = client.get("/metrics").text  # whichever worker answers: the sum of both
-    requests = _samples(page, "engine_http_requests_total")
-    assert requests[(("method", "GET"), ("route", "/counted"), ("status", "2xx"))] == sum(counted)
-    assert sum(counted) >= sum(sent.values())
-    # what a worker holds reaches the files every MIRROR_INTERVAL_S: one series per worker
-    pids = {str(pid) for pid in served.workers().values()}
 
     def scrape() -> str:
         with served.client() as client:
-            return client.get("/metrics").text
+            return client.get("/metrics").text  # whichever worker answers: the sum of both
 
+    # each worker's counts reach the files within metrics.SETTLE_S
+    key = (("method", "GET"), ("route", "/counted"), ("status", "2xx"))
+    poll(
+        scrape,
+        lambda p: _samples(p, "engine_http_requests_total").get(key) == sum(counted),
+        "every worker's requests counted",
+        timeout_s=SEEN_S,
+    )
+    assert sum(counted) >= sum(sent.values())
+    # what a worker holds reaches the files every MIRROR_INTERVAL_S: one series per worker
+    pids = {str(pid) for pid in served.workers().values()}
     page = poll(scrape, lambda p: _pids(p) == pids, "every worker's figures", timeout_s=SEEN_S)
     # ENGINE_POOL_MAX_SIZE=500 asked; each worker got pools the database can hold
     limit = DB(module_db_url).fetchrow(workers.CONNECTION_LIMIT)
