@@ -415,7 +415,8 @@ async def acquire(
     ``DATABASE_CONNECTION_ERROR``.
     """
     queue = getattr(pool, "_queue", None)  # asyncpg keeps free holders in an asyncio queue
-    waits = queue is None or queue.empty() or bool(getattr(queue, "_getters", None))
+    # no free holder, or others waiting already (queue.empty() and its getters)
+    waits = queue is None or not getattr(queue, "_queue", None) or bool(queue._getters)
     try:
         if not waits and holders.connected(pool, queue):
             # a free, connected holder: nothing to wait for, so no deadline at all, and
@@ -783,7 +784,7 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
             waits = (
                 getattr(pool, "_reset", None) is not _keep_session  # a RESET round trip
                 or inner._protocol._is_cancelling()
-                or inner.is_in_transaction()
+                or inner._protocol.is_in_transaction()  # Connection.is_in_transaction's own
                 or inner._top_xact is not None
             )
             if waits or not holders.give_back(pool, holder, inner):

@@ -210,9 +210,9 @@ class Dispatcher:
         departure = Departure(scope, receive)  # a client that leaves cancels handle()
         request = Request(scope, receive if departure.direct else departure.receive)
         request._query_params = query_of(scope["query_string"])  # as Starlette's, faster
-        request._headers = IndexedHeaders(scope=scope)
+        request._headers = headers = IndexedHeaders(scope=scope)
         exchange = Exchange(
-            request_id_of(request.headers), scope["method"], scope["path"], time.perf_counter()
+            request_id_of(headers), scope["method"], scope["path"], time.perf_counter()
         )
         token = CURRENT.set(exchange)  # statements add their time to it
         try:
@@ -335,7 +335,8 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
         ep = match.endpoint
         spec = ep.spec
         exchange.endpoint_id = spec.id
-        principal = services.authenticator.authenticate(request.headers)
+        received = request.headers  # Starlette's property: read once
+        principal = services.authenticator.authenticate(received)
         if principal is not None:
             exchange.subject = principal.subject
         authorize(
@@ -362,7 +363,7 @@ async def handle(services: Services, request: Request, exchange: Exchange) -> Re
         source = RequestSource(
             match.path_params,
             request.query_params,
-            request.headers,
+            received,
             body,
             principal.claims if principal else None,
         )

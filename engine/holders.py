@@ -83,7 +83,7 @@ def connected(pool: asyncpg.Pool, queue: Any) -> bool:
         conn = holder._con
         return (
             conn is not None
-            and is_open(conn)
+            and (not conn._aborted and conn._protocol.is_connected() if INLINE else is_open(conn))
             and holder._generation == pool._generation
             and not pool._closing
         )
@@ -132,10 +132,12 @@ def give_back(pool: asyncpg.Pool, holder: Any, conn: asyncpg.Connection) -> bool
     coroutines, timeout context and calls. False (nothing done) when anything else holds: a
     closed connection, one past its query budget or of an expired generation, one with
     listeners; the holder's own release then decides."""
+    protocol = conn._protocol
     if (
         holder._in_use is None
-        or not is_open(conn)
-        or conn._protocol.queries_count >= holder._max_queries
+        or conn._aborted
+        or not protocol.is_connected()  # is_open's own test, without its frame
+        or protocol.queries_count >= holder._max_queries
         or holder._generation != pool._generation
         or conn._listeners
         or conn._log_listeners
