@@ -47,6 +47,7 @@ bench: $(BENCH_STAMP) ## the engine against Starlette, FastAPI and pgbench as ra
 	$(BIN)/python bench/export.py || status=1; \
 	$(BIN)/python bench/bulk.py || status=1; \
 	$(BIN)/python bench/catalog_scale.py || status=1; \
+	$(BIN)/python bench/instructions.py || status=1; \
 	exit $$status
 
 bench-mixed: $(STAMP) ## 60 s of mixed load through wrk: zero 5xx, RSS flat (bench/results/mixed.json)
