@@ -38,7 +38,6 @@ _EPOCH = dt.datetime(2000, 1, 1)
 _EPOCH_UTC = _EPOCH.replace(tzinfo=dt.UTC)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 _US = dt.timedelta(microseconds=1)
-_TD = dt.timedelta
 _INFINITIES = {"infinity": 1, "-infinity": -1}
 _F8 = struct.Struct("!d")
 _F4 = struct.Struct("!f")
@@ -52,16 +51,16 @@ def _special_time(us: int, utc: bool) -> str:
     return timestamp_text(us, utc)
 
 
-def _decode_timestamptz(t: tuple[int], _e: dt.datetime = _EPOCH_UTC, _td: Any = _TD) -> Any:
-    try:
-        return _e + _td(0, 0, t[0])
+def _decode_timestamptz(t: tuple[int], _e: dt.datetime = _EPOCH_UTC, _us: Any = _US) -> Any:
+    try:  # a microsecond times n: timedelta(0, 0, n) parses its arguments, at twice the cost
+        return _e + _us * t[0]
     except OverflowError:
         return _special_time(t[0], True)
 
 
-def _decode_timestamp(t: tuple[int], _e: dt.datetime = _EPOCH, _td: Any = _TD) -> Any:
+def _decode_timestamp(t: tuple[int], _e: dt.datetime = _EPOCH, _us: Any = _US) -> Any:
     try:
-        return _e + _td(0, 0, t[0])
+        return _e + _us * t[0]
     except OverflowError:
         return _special_time(t[0], False)
 

@@ -13,9 +13,12 @@ import datetime as dt
 import io
 import re
 from collections.abc import Callable
+from decimal import Decimal
 
 import orjson
+import pytest
 
+from engine import shaping
 from tests.engine_server import EngineClient
 from tests.helpers import (
     add_endpoint,
@@ -761,3 +764,17 @@ def test_a_list_of_records_is_shaped_as_each_record_alone(db: DB) -> None:
     assert plain.rows(twice) == [{"a": 10, "b": 100}, {"a": 20, "b": 200}, {"a": 30, "b": 300}]
     renamed = Shaper(ResultSpec(shape="list", fields=(("b", "x"),)), "GET").rows(rows)
     assert renamed[0] == {"a": 1, "x": 10, "c": 100}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1.5", "0.55", "-0.001", "0.0", "-0", "12", "0E-10", "1E+30", "1.00E+30", "1.5E-7",
+     "123456789012345678901234567890.5", "NaN", "-NaN", "sNaN", "Infinity", "-Infinity"],
+)  # fmt: skip
+def test_a_numeric_reads_the_same_through_the_fast_case_as_through_the_whole_rule(
+    text: str,
+) -> None:
+    value = Decimal(text)
+    assert orjson.dumps([value], default=shaping._default) == orjson.dumps(
+        [shaping._decimal(value)]
+    )
