@@ -67,12 +67,6 @@ def enabled(value: str) -> bool:
         raise ValueError(f"ENGINE_ACCESS_LOG={value!r}: expected on or off") from None
 
 
-def _ms(seconds: float) -> float:
-    """Seconds as milliseconds to three places (``round(x * 1000, 3)`` for a duration, which
-    is never negative, without round's correctly rounded decimal conversion: a tenth of it)."""
-    return int(seconds * 1_000_000 + 0.5) / 1000
-
-
 def render(exchange: Exchange, ts: str) -> bytes:
     """The access-log line of one request (with its newline)."""
     subject = exchange.subject
@@ -85,7 +79,9 @@ def render(exchange: Exchange, ts: str) -> bytes:
         "route": exchange.route,
         "path": exchange.path[:MAX_PATH_CHARS],
         "status": exchange.status,
-        "duration_ms": int(exchange.duration_s * 1_000_000 + 0.5) / 1000,  # _ms, inline
+        # milliseconds to three places, as round(x * 1000, 3) gives them for a duration
+        # (never negative), without round's correctly rounded decimal conversion
+        "duration_ms": int(exchange.duration_s * 1_000_000 + 0.5) / 1000,
         "db_ms": int(exchange.db_s * 1_000_000 + 0.5) / 1000,
         "cache": exchange.cache,
         "subject": subject[:MAX_SUBJECT_CHARS] if subject is not None else None,

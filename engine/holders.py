@@ -83,7 +83,8 @@ def connected(pool: asyncpg.Pool, queue: Any) -> bool:
         conn = holder._con
         return (
             conn is not None
-            and (not conn._aborted and conn._protocol.is_connected() if INLINE else is_open(conn))
+            and not conn._aborted  # is_open's test, without its frame
+            and conn._protocol.is_connected()
             and holder._generation == pool._generation
             and not pool._closing
         )
