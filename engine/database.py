@@ -290,7 +290,7 @@ async def _attempt(
             return await read_in_transaction(conn, sql, args, timeout_s, rows, limit)
         # the statement's timeout from the loop's deadline sweep, not a driver timer
         # each: on expiry the task is cancelled, so the driver cancels it on the server
-        deadline = deadlines.start(timeout_s) if timeout_s is not None else None
+        deadline = deadlines.start(timeout_s, pool._loop) if timeout_s is not None else None
         try:
             if rows:
                 return await fetch_rows(conn, sql, args, limit, None), None
@@ -423,20 +423,15 @@ async def acquire(
             # asyncpg's Pool._acquire without its queue wait (its own steps inline, or
             # its own calls when they do not apply)
             taken = holders.take(pool, queue)
-            if taken is not None:
-                return taken
-            holder = queue.get_nowait()
-            try:
-                proxy = await holder.acquire()
-            except BaseException:
-                queue.put_nowait(holder)
-                pool._schedule_min_size_maintenance()
-                raise
-            holder._timeout = None
-            return proxy
+            return taken if taken is not None else await _acquire_free(pool, queue)
         # asyncpg's own timeout sets a timer per acquisition: one sweep per loop instead
-        deadline = deadlines.start(timeout_s)
+        deadline = deadlines.start(timeout_s, pool._loop)
         try:
+            if waits and holders.can_wait(pool, queue):
+                await holders.wait_free(pool, queue)  # in line, as Queue.get waits
+                if holders.connected(pool, queue):
+                    taken = holders.take(pool, queue)
+                    return taken if taken is not None else await _acquire_free(pool, queue)
             return await pool._acquire(None)
         except asyncio.CancelledError:
             if deadline.expired():
@@ -452,6 +447,20 @@ async def acquire(
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, InternalClientError) as exc:
         # InternalClientError: a new connection's set-up (the codecs) lost its backend
         raise translate(exc, operation, known_codes, acquiring=True) from exc
+
+
+async def _acquire_free(pool: asyncpg.Pool, queue: Any) -> asyncpg.Connection:
+    """The free, connected holder :func:`acquire` found, by asyncpg's own steps (those
+    :func:`holders.take` leaves to it)."""
+    holder = queue.get_nowait()
+    try:
+        proxy = await holder.acquire()
+    except BaseException:
+        queue.put_nowait(holder)
+        pool._schedule_min_size_maintenance()
+        raise
+    holder._timeout = None
+    return proxy
 
 
 class ConnectTimeout(OSError):

@@ -103,9 +103,12 @@ _SWEEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweep] = weakref.
 _LAST: list[_Sweep] = []  # the sweep found last: almost always this loop's
 
 
-def start(timeout_s: float) -> Deadline:
-    """A deadline ``timeout_s`` from now for the current task."""
-    loop = asyncio.get_running_loop()
+def start(timeout_s: float, loop: asyncio.AbstractEventLoop | None = None) -> Deadline:
+    """A deadline ``timeout_s`` from now for the current task. ``loop``: the running loop,
+    when the caller has it (a pool's): 3.11's ``get_running_loop`` makes a ``getpid``
+    system call each time."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     if _LAST and _LAST[0]._loop is loop:  # no weak-key look-up (a weakref made per call)
         return _LAST[0].start(timeout_s)
     sweep = _SWEEPS.get(loop)

@@ -124,15 +124,18 @@ class Departure:
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self._receive = receive
-        self._task = current_task(asyncio.get_running_loop())
+        exchange = getattr(receive, "__self__", None)
+        direct = exchange is not None and getattr(exchange, "on_lost", False) is None
+        # the engine's protocol's loop (engine/http1.py), the running one: 3.11's
+        # get_running_loop makes a getpid system call each time
+        self._task = current_task(exchange.protocol.loop if direct else asyncio.get_running_loop())
         self._watcher: asyncio.Task[None] | None = None
         self._gone: asyncio.Event | None = None
         self._active = True
         self._armed = False
         self._cancelled = False
         self.left = False
-        exchange = getattr(receive, "__self__", None)
-        if exchange is not None and getattr(exchange, "on_lost", False) is None:
+        if direct:
             # the engine's protocol tells of a lost connection itself: no watch, no sweep,
             # and the flow reads ``receive`` directly (nobody else takes its messages)
             exchange.on_lost = self._lost

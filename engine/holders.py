@@ -16,11 +16,17 @@ with no ``setup`` callback, and given back with no listener on it, no
 transaction and nothing to reset. Anything else, and any asyncpg whose holders,
 proxies, connections or queue do not have the fields these steps touch
 (``INLINE`` is False), takes asyncpg's own path, which engine/database.py calls.
+
+:func:`wait_free` is ``Queue.get``'s wait for a holder when none is free, with its
+futures made on the pool's loop: on 3.11 ``Queue.get`` looks the running loop up
+for each, and that look-up is a ``getpid`` system call (strace under wrk on a
+primary-key read: four a request, as many as the reads and writes together).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -47,6 +53,7 @@ _CONNECTION_FIELDS = {
     "_listeners",
     "_log_listeners",
 }
+_POOL_FIELDS = {"_loop", "_initialized", "_closing", "_closed", "_generation"}
 _QUEUE_FIELDS = ("_queue", "_getters", "_putters", "_unfinished_tasks", "_finished")
 
 
@@ -61,6 +68,8 @@ def _inline_possible() -> bool:
         and _CONNECTION_FIELDS.issubset(slots(asyncpg.Connection))
         and all(hasattr(queue, name) for name in _QUEUE_FIELDS)
         and hasattr(queue._finished, "_value")
+        and hasattr(queue, "_wakeup_next")
+        and _POOL_FIELDS.issubset(slots(asyncpg_pool.Pool))
     )
 
 
@@ -171,3 +180,29 @@ def give_back(pool: asyncpg.Pool, holder: Any, conn: asyncpg.Connection) -> bool
             holder._max_inactive_time, holder._deactivate_inactive_connection
         )
     return True
+
+
+def can_wait(pool: asyncpg.Pool, queue: Any) -> bool:
+    """Whether :func:`wait_free` may wait on ``queue``: a pool in use (not closing, closed or
+    still starting: asyncpg's own path raises its error for those) of an asyncpg these
+    steps know."""
+    return INLINE and pool._initialized and not (pool._closing or pool._closed)
+
+
+async def wait_free(pool: asyncpg.Pool, queue: Any) -> None:
+    """Until ``queue`` holds a free holder: ``Queue.get``'s wait, in line behind the
+    getters before it (woken in turn by ``put_nowait``), with its futures made on the
+    pool's loop. 3.11's ``Queue.get`` looks the running loop up for each, and that look-up
+    is a ``getpid`` system call."""
+    while not queue._queue:
+        getter = pool._loop.create_future()
+        queue._getters.append(getter)
+        try:
+            await getter
+        except BaseException:
+            getter.cancel()  # as Queue.get: not done yet, perhaps
+            with contextlib.suppress(ValueError):  # put_nowait may have taken it out
+                queue._getters.remove(getter)
+            if queue._queue and not getter.cancelled():
+                queue._wakeup_next(queue._getters)  # woken but leaving: the next in line
+            raise

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -321,7 +322,11 @@ def test_under_the_engines_protocol_a_departure_is_told_not_watched():
     async def go() -> list[Any]:
         seen: list[Any] = []
         for leaves in (True, False):
-            exchange = Exchange(None, {"type": "http", "method": "GET", "headers": []}, True, False)  # type: ignore[arg-type]
+            protocol = SimpleNamespace(
+                loop=asyncio.get_running_loop()
+            )  # all a departure asks of it
+            scope = {"type": "http", "method": "GET", "headers": []}
+            exchange = Exchange(protocol, scope, True, False)  # type: ignore[arg-type]
 
             async def flow(exchange: Exchange = exchange, leaves: bool = leaves) -> bool:
                 departure = Departure(exchange.scope, exchange.receive)

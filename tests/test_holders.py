@@ -5,6 +5,7 @@ takes asyncpg's path."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import warnings
 from typing import Any
 
@@ -86,6 +87,93 @@ def test_a_connection_given_back_wakes_a_request_waiting_for_one(db_url: str) ->
             await pool.close()
 
     assert asyncio.run(scenario()) == 7
+
+
+def test_waiting_requests_are_served_in_turn_and_one_that_leaves_passes_its_turn_on(
+    db_url: str,
+) -> None:
+    async def waiter(pool: asyncpg.Pool, name: str, order: list[str]) -> None:
+        conn = await database.acquire(pool, 5.0, OPERATION)
+        order.append(name)
+        await asyncio.sleep(0.01)
+        await database.release(pool, conn)
+
+    async def scenario() -> tuple[list[str], int, int]:
+        pool = await _pool(db_url, 1)
+        try:
+            held = await database.acquire(pool, 5.0, OPERATION)
+            order: list[str] = []
+            tasks = {}
+            for name in "abcd":
+                tasks[name] = asyncio.create_task(waiter(pool, name, order))
+                await asyncio.sleep(0.01)  # in line in this order
+            tasks["b"].cancel()  # b leaves the line before its turn
+            await database.release(pool, held)
+            await asyncio.wait_for(asyncio.gather(tasks["a"], tasks["c"], tasks["d"]), 5)
+            return order, len(pool._queue._getters), pool._queue.qsize()
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == (["a", "c", "d"], 0, 1)
+
+
+def test_a_request_woken_as_it_leaves_wakes_the_next_in_line(db_url: str) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        pool = await _pool(db_url, 1)
+        try:
+            held = await database.acquire(pool, 5.0, OPERATION)
+            first = asyncio.create_task(database.acquire(pool, 5.0, OPERATION))
+            await asyncio.sleep(0.01)
+            second = asyncio.create_task(database.acquire(pool, 5.0, OPERATION))
+            await asyncio.sleep(0.01)
+            await database.release(pool, held)  # wakes first's getter ...
+            first.cancel()  # ... which leaves before it runs: second must get the connection
+            conn = await asyncio.wait_for(second, 5)
+            try:
+                value = await conn.fetchval("SELECT 3")
+            finally:
+                await database.release(pool, conn)
+            return value, len(pool._queue._getters), pool._queue.qsize()
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == (3, 0, 1)
+
+
+def test_a_request_waits_for_a_connection_without_looking_the_loop_up(db_url: str) -> None:
+    """On 3.11 each ``get_running_loop`` (Queue.get's, a deadline's) is a getpid system call:
+    the wait and its deadline use the pool's loop."""
+    lookups = {"get_running_loop", "_get_running_loop", "get_event_loop"}
+
+    async def scenario() -> tuple[list[str], int]:
+        pool = await _pool(db_url, 1)
+        try:
+            held = await database.acquire(pool, 5.0, OPERATION)
+            seen: list[str] = []
+            loop = asyncio.get_running_loop()
+
+            def profile(frame: Any, event: str, arg: Any) -> None:  # the waiting task's calls
+                name = getattr(arg, "__name__", "") if event == "c_call" else ""
+                if name in lookups and asyncio.current_task(loop) is task:
+                    seen.append(f"{name} at {frame.f_code.co_filename}:{frame.f_lineno}")
+
+            async def waiting() -> list[str]:
+                sys.setprofile(profile)
+                try:
+                    conn = await database.acquire(pool, 5.0, OPERATION)
+                finally:
+                    sys.setprofile(None)
+                await database.release(pool, conn)
+                return seen
+
+            task = asyncio.create_task(waiting())
+            await asyncio.sleep(0.02)
+            await database.release(pool, held)
+            return await asyncio.wait_for(task, 5), pool._queue.qsize()
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ([], 1)
 
 
 def test_many_requests_share_a_small_pool_and_it_ends_whole(db_url: str) -> None:
