@@ -614,8 +614,9 @@ async def run_write(
     async def attempt() -> T:
         conn = await acquire(pool, acquire_timeout_s, operation, known_codes)
         started = time.perf_counter()
+        clean = False  # the session was reset with the COMMIT: nothing to reset on release
         try:
-            tx = conn.transaction()
+            tx = WriteTransaction(conn, reset_with_commit(pool, conn))
             try:
                 await tx.start()
                 if guard is not None:
@@ -654,12 +655,65 @@ async def run_write(
                     ) from exc
                 raise
             await commit(conn, tx, operation, known_codes, client_values=client_values)
+            clean = tx.reset is not None
             return result
         finally:
             record_statement(time.perf_counter() - started, sql, args)
-            await release(pool, conn)
+            await release(pool, conn, reset=not clean)
 
     return await recovering(pool, recovery, False, attempt)
+
+
+def reset_with_commit(pool: asyncpg.Pool, conn: asyncpg.Connection) -> str | None:
+    """The session reset a write connection gets on release (asyncpg's reset query: the
+    advisory locks, cursors, LISTENs and settings a template may have left), to run in the
+    COMMIT's round trip instead; None for a pool that resets otherwise (a read pool, one
+    through PgBouncer: none) or a connection whose reset asyncpg's release must run
+    (listeners of its own to drop as well)."""
+    inner = getattr(conn, "_con", None) or conn  # a pool's proxy or a connection itself
+    if getattr(pool, "_reset", False) is not None or not isinstance(inner, asyncpg.Connection):
+        return None
+    if inner._listeners or inner._log_listeners:
+        return None
+    return inner.get_reset_query() or None
+
+
+class WriteTransaction:
+    """A write's transaction, begun and ended by statements of its own (asyncpg's
+    ``Transaction`` has no way to add to its COMMIT), with ``reset`` (the session reset,
+    :func:`reset_with_commit`) sent ahead of the COMMIT in the same simple query: one round
+    trip a write less than a COMMIT then the pool's reset.
+
+    The reset runs inside the transaction, so it takes effect with it (a RESET ALL or an
+    UNLISTEN inside a transaction is undone by a rollback): a failure anywhere in that
+    query leaves nothing committed and the session as it was, and the pool's own reset
+    runs on release as before. Only the session's advisory locks are let go a moment
+    before the COMMIT instead of after it."""
+
+    __slots__ = ("_conn", "reset")
+
+    def __init__(self, conn: asyncpg.Connection, reset: str | None) -> None:
+        self._conn = conn
+        self.reset = reset
+
+    async def start(self) -> None:
+        await self._conn.execute("BEGIN")
+
+    async def commit(self) -> None:
+        ending = "COMMIT" if self.reset is None else f"{self.reset}\nCOMMIT;"
+        try:
+            await self._conn.execute(ending)
+        except BaseException:
+            self.reset = None  # not known to have run: the pool's reset on release
+            if not self._conn.is_closed() and self._conn.is_in_transaction():
+                await self.rollback()  # the reset failed before the COMMIT ran
+            raise
+
+    async def rollback(self) -> None:
+        """Roll back whatever happens (shielded: a cancelled request still rolls back)."""
+        self.reset = None
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._conn.execute("ROLLBACK"))
 
 
 async def _explain_violation(
@@ -774,12 +828,13 @@ class WriteGuard(Protocol[T]):
         """Called with the finished answer, before COMMIT."""
 
 
-async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+async def release(pool: asyncpg.Pool, conn: asyncpg.Connection, *, reset: bool = True) -> None:
     """Return a connection; a broken one is dropped, never surfaced as an error.
 
     This runs in ``finally`` after the answer is decided: whatever goes wrong here
     (a backend terminated meanwhile, a driver that lost track of the connection)
-    must never replace that answer.
+    must never replace that answer. ``reset=False``: the session was reset already (a
+    write's, with its COMMIT: :class:`WriteTransaction`), so the pool's reset is skipped.
     """
     try:
         holder = getattr(conn, "_holder", None)
@@ -791,7 +846,7 @@ async def release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
             # a bound on the wait for a cancellation to finish and for a reset round trip;
             # none for a read session's free release (no wait, no round trip, no timer)
             waits = (
-                getattr(pool, "_reset", None) is not _keep_session  # a RESET round trip
+                (reset and getattr(pool, "_reset", None) is not _keep_session)  # a RESET trip
                 or inner._protocol._is_cancelling()
                 or inner._protocol.is_in_transaction()  # Connection.is_in_transaction's own
                 or inner._top_xact is not None

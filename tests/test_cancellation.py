@@ -203,7 +203,7 @@ def test_a_write_cancelled_during_its_commit_is_only_abandoned(db, make_client):
     )
     committing = (
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND application_name = 'engine-write' AND state = 'active' AND query ILIKE 'commit%'"
+        "AND application_name = 'engine-write' AND state = 'active' AND query ~* 'commit;?\\s*$'"
     )
     with raw_request(client, head, body):
         poll(lambda: db.fetchval(committing), lambda n: n == 1, "the COMMIT running")

@@ -194,3 +194,82 @@ def test_a_prepared_read_follows_a_table_or_a_type_changed_under_it(db_url: str)
     assert [(r["a"], r["b"]) for r in widened] == [(1, 2)]
     assert code == "DATABASE_CONNECTION_ERROR"  # retriable: a request's read is tried again
     assert [dict(r["c"]) for r in again] == [{"x": 7, "y": None}]
+
+
+LEAVE_STATE = """
+CREATE TABLE write_probe (id int PRIMARY KEY, ok boolean NOT NULL);
+CREATE FUNCTION write_probe_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NOT NEW.ok THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF;
+RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON write_probe
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION write_probe_check();
+CREATE FUNCTION leave_state(id int, ok boolean) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('engine.probe', 'left', false);  -- for the session, not the transaction
+    PERFORM pg_advisory_lock(4242);
+    EXECUTE 'LISTEN engine_probe';
+    INSERT INTO write_probe VALUES (id, ok);
+    RETURN id;
+END $$;
+"""
+SESSION = (
+    "SELECT coalesce(current_setting('engine.probe', true), '') AS setting,"
+    " (SELECT count(*) FROM pg_listening_channels()) AS listens,"
+    " pg_backend_pid() AS pid"
+)
+
+
+def _write(pool: object, id_: int, ok: bool) -> object:
+    return database.run_write(
+        pool,  # type: ignore[arg-type]
+        "SELECT leave_state($1, $2) AS id",
+        [id_, ok],
+        lambda rows, _: rows[0]["id"],
+        timeout_s=5.0,
+        operation="INSERT",
+        known_codes=frozenset(),
+    )
+
+
+def test_a_write_resets_its_session_with_its_commit_and_one_refused_at_commit_still_gets_it(
+    db_url: str,
+) -> None:
+    """A template may leave session state (a setting, an advisory lock, a LISTEN): the next
+    request on that connection never sees it. The reset goes in the COMMIT's round trip (three
+    statements a write: BEGIN, the statement, reset and COMMIT); a COMMIT refused (a deferred
+    check) rolls the reset back with the rest, and the pool's own reset runs on release."""
+
+    async def scenario() -> tuple[list[object], list[int], int]:
+        setup = await asyncpg.connect(db_url)
+        await setup.execute(LEAVE_STATE)
+        settings = Settings.from_env({}, pool_min_size=1, pool_max_size=1)
+        pool = await database.create_pool(db_url, settings, read_only=False, name="engine-t")
+        seen: list[object] = []
+        trips: list[int] = []
+        try:
+            for id_, ok in ((1, True), (2, False), (3, True)):
+                holder = pool._holders[0]
+                before = holder._con._protocol.queries_count if holder._con else 0
+                try:
+                    seen.append(await _write(pool, id_, ok))
+                except ApiError as error:
+                    seen.append(error.code)
+                trips.append(pool._holders[0]._con._protocol.queries_count - before)
+                rows, _ = await database.run_statement(
+                    pool, SESSION, [], timeout_s=5.0, operation=OPERATION, known_codes=frozenset()
+                )
+                locks = await setup.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+                    rows[0]["pid"],
+                )
+                seen.append((rows[0]["setting"], rows[0]["listens"], locks))
+            return seen, trips, await setup.fetchval("SELECT count(*) FROM write_probe")
+        finally:
+            await pool.close()
+            await setup.close()
+
+    seen, trips, written = asyncio.run(scenario())
+    clean = ("", 0, 0)
+    assert seen == [1, clean, "CONSTRAINT_VIOLATION", clean, 3, clean], seen
+    assert trips[0] == 3 and trips[2] == 3, trips  # the refused one pays the pool's reset
+    assert written == 2
