@@ -290,7 +290,8 @@ async def _attempt(
             return await read_in_transaction(conn, sql, args, timeout_s, rows, limit)
         # the statement's timeout from the loop's deadline sweep, not a driver timer
         # each: on expiry the task is cancelled, so the driver cancels it on the server
-        deadline = deadlines.start(timeout_s, pool._loop) if timeout_s is not None else None
+        loop = getattr(pool, "_loop", None)  # the running loop, without a look-up (a getpid)
+        deadline = deadlines.start(timeout_s, loop) if timeout_s is not None else None
         try:
             if rows:
                 return await fetch_rows(conn, sql, args, limit, None), None
@@ -425,7 +426,7 @@ async def acquire(
             taken = holders.take(pool, queue)
             return taken if taken is not None else await _acquire_free(pool, queue)
         # asyncpg's own timeout sets a timer per acquisition: one sweep per loop instead
-        deadline = deadlines.start(timeout_s, pool._loop)
+        deadline = deadlines.start(timeout_s, getattr(pool, "_loop", None))
         try:
             if waits and holders.can_wait(pool, queue):
                 await holders.wait_free(pool, queue)  # in line, as Queue.get waits

@@ -186,7 +186,11 @@ def can_wait(pool: asyncpg.Pool, queue: Any) -> bool:
     """Whether :func:`wait_free` may wait on ``queue``: a pool in use (not closing, closed or
     still starting: asyncpg's own path raises its error for those) of an asyncpg these
     steps know."""
-    return INLINE and pool._initialized and not (pool._closing or pool._closed)
+    try:
+        closing = pool._closing or pool._closed
+        return INLINE and queue is not None and pool._initialized and not closing
+    except AttributeError:  # not an asyncpg pool
+        return False
 
 
 async def wait_free(pool: asyncpg.Pool, queue: Any) -> None:

@@ -140,6 +140,17 @@ def test_a_request_woken_as_it_leaves_wakes_the_next_in_line(db_url: str) -> Non
     assert asyncio.run(scenario()) == (3, 0, 1)
 
 
+def test_a_closed_pool_refuses_at_once_rather_than_letting_a_request_wait(db_url: str) -> None:
+    async def scenario() -> str:
+        pool = await _pool(db_url, 1)
+        await pool.close()
+        with pytest.raises(ApiError) as caught:  # asyncpg's "pool is closed", translated
+            await asyncio.wait_for(database.acquire(pool, 30.0, OPERATION), 5)
+        return caught.value.code
+
+    assert asyncio.run(scenario()).startswith("DATABASE_")
+
+
 def test_a_request_waits_for_a_connection_without_looking_the_loop_up(db_url: str) -> None:
     """On 3.11 each ``get_running_loop`` (Queue.get's, a deadline's) is a getpid system call:
     the wait and its deadline use the pool's loop."""
