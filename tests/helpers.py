@@ -291,6 +291,20 @@ def poll(read: Callable[[], T], done: Callable[[T], bool], what: str, timeout_s:
         time.sleep(0.05)
 
 
+async def apoll(
+    read: Callable[[], T], done: Callable[[T], bool], what: str, timeout_s: float = 5.0
+) -> T:
+    """:func:`poll` inside an event loop: the loop runs between the reads."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s; last seen: {value!r}")
+        await asyncio.sleep(0.005)
+
+
 def wait_status(
     db: DB, mapping_id: int, state: str, *, version: int | None = None, timeout_s: float = 5.0
 ) -> dict[str, Any]:

@@ -322,9 +322,8 @@ def test_under_the_engines_protocol_a_departure_is_told_not_watched():
     async def go() -> list[Any]:
         seen: list[Any] = []
         for leaves in (True, False):
-            protocol = SimpleNamespace(
-                loop=asyncio.get_running_loop()
-            )  # all a departure asks of it
+            # all a departure asks of the protocol: its loop
+            protocol = SimpleNamespace(loop=asyncio.get_running_loop())
             scope = {"type": "http", "method": "GET", "headers": []}
             exchange = Exchange(protocol, scope, True, False)  # type: ignore[arg-type]
 

@@ -15,6 +15,7 @@ import pytest
 from engine import database, holders
 from engine.errors import ApiError
 from engine.settings import Settings
+from tests.helpers import apoll
 
 OPERATION = "SELECT"
 
@@ -23,6 +24,11 @@ async def _pool(url: str, size: int, **extra: Any) -> asyncpg.Pool:
     settings = Settings.from_env({}, pool_min_size=size, pool_max_size=size)
     kwargs = database.pool_kwargs(settings, read_only=True, name="engine-t")
     return await asyncpg.create_pool(url, min_size=size, max_size=size, **kwargs, **extra)
+
+
+async def _in_line(pool: asyncpg.Pool, n: int) -> None:
+    """Until ``n`` requests wait for a connection of ``pool``."""
+    await apoll(lambda: len(pool._queue._getters), lambda k: k == n, f"{n} requests waiting")
 
 
 def _state(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
@@ -104,9 +110,9 @@ def test_waiting_requests_are_served_in_turn_and_one_that_leaves_passes_its_turn
             held = await database.acquire(pool, 5.0, OPERATION)
             order: list[str] = []
             tasks = {}
-            for name in "abcd":
+            for n, name in enumerate("abcd", 1):  # in line in this order
                 tasks[name] = asyncio.create_task(waiter(pool, name, order))
-                await asyncio.sleep(0.01)  # in line in this order
+                await _in_line(pool, n)
             tasks["b"].cancel()  # b leaves the line before its turn
             await database.release(pool, held)
             await asyncio.wait_for(asyncio.gather(tasks["a"], tasks["c"], tasks["d"]), 5)
@@ -123,9 +129,9 @@ def test_a_request_woken_as_it_leaves_wakes_the_next_in_line(db_url: str) -> Non
         try:
             held = await database.acquire(pool, 5.0, OPERATION)
             first = asyncio.create_task(database.acquire(pool, 5.0, OPERATION))
-            await asyncio.sleep(0.01)
+            await _in_line(pool, 1)
             second = asyncio.create_task(database.acquire(pool, 5.0, OPERATION))
-            await asyncio.sleep(0.01)
+            await _in_line(pool, 2)
             await database.release(pool, held)  # wakes first's getter ...
             first.cancel()  # ... which leaves before it runs: second must get the connection
             conn = await asyncio.wait_for(second, 5)
@@ -178,7 +184,7 @@ def test_a_request_waits_for_a_connection_without_looking_the_loop_up(db_url: st
                 return seen
 
             task = asyncio.create_task(waiting())
-            await asyncio.sleep(0.02)
+            await _in_line(pool, 1)
             await database.release(pool, held)
             return await asyncio.wait_for(task, 5), pool._queue.qsize()
         finally:
