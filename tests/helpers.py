@@ -279,16 +279,23 @@ def run_cli(*args: str, url: str | None = None, **env: str) -> subprocess.Comple
     )
 
 
+def _settled(
+    value: T, done: Callable[[T], bool], deadline: float, what: str, timeout_s: float
+) -> bool:
+    """Whether ``value`` is the one awaited; past the deadline, fail loudly with it."""
+    if done(value):
+        return True
+    if time.monotonic() > deadline:
+        raise AssertionError(f"{what}: not within {timeout_s} s; last seen: {value!r}")
+    return False
+
+
 def poll(read: Callable[[], T], done: Callable[[T], bool], what: str, timeout_s: float = 5.0) -> T:
     """Call ``read`` until ``done`` holds for its value; fail loudly at the deadline."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s; last seen: {value!r}")
+    while not _settled(value := read(), done, deadline, what, timeout_s):
         time.sleep(0.05)
+    return value
 
 
 async def apoll(
@@ -296,13 +303,10 @@ async def apoll(
 ) -> T:
     """:func:`poll` inside an event loop: the loop runs between the reads."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s; last seen: {value!r}")
+    # a poll on purpose: what it reads (a driver's queue, say) sets no event to wait on
+    while not _settled(value := read(), done, deadline, what, timeout_s):  # noqa: ASYNC110
         await asyncio.sleep(0.005)
+    return value
 
 
 def wait_status(
