@@ -778,3 +778,15 @@ def test_a_numeric_reads_the_same_through_the_fast_case_as_through_the_whole_rul
     assert orjson.dumps([value], default=shaping._default) == orjson.dumps(
         [shaping._decimal(value)]
     )
+
+
+def test_a_key_that_is_no_string_is_written_as_its_text_and_the_rest_as_before() -> None:
+    # encode tries orjson's string-keyed path first: a body with another key still encodes,
+    # and a string-keyed body reads byte for byte as under OPT_NON_STR_KEYS
+    assert shaping.encode({1: "a", "b": {2: Decimal("1.5")}}) == b'{"1":"a","b":{"2":1.5}}'
+    body = [{"a": Decimal("0.55"), "b": dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "c": [1, None]}]
+    assert shaping.encode(body) == orjson.dumps(
+        body, default=shaping._default, option=orjson.OPT_NON_STR_KEYS
+    )
+    with pytest.raises(orjson.JSONEncodeError):
+        shaping.encode({"a": 2**70})  # refused by both paths: the caller's error, as before
