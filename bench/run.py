@@ -8,7 +8,8 @@ engine as a user runs it, with its default settings; the baselines in
 bench/baselines/ under uvicorn), checks each answers each scenario as
 expected, warms each up, then measures every scenario on every server with
 ``wrk -t1 -c64`` (and S1's SQL with ``pgbench -M prepared``), round after round
-with the server order rotated each round, so drift hits all alike. Only the
+with the server order rotated each round, so drift hits all alike (S1a, S1j and
+two workers right beside S1 on the engine, the ratios between them). Only the
 server measured is loaded; the others sit idle. The medians, the ratios and the
 targets go to the terminal and to bench/results/bench.{md,json}. Then S1 with
 ``--workers 2`` (when the engine has it) and S1 over 1,000 connections at a
@@ -40,7 +41,16 @@ sys.path.insert(0, str(ROOT))
 
 from bench import dataset, openloop, pgbench, report, servers, tools, wrk  # noqa: E402
 from bench.sample import Sample  # noqa: E402
-from bench.scenarios import ENGINE, ENGINE_W2, LABELS, PGBENCH, Scenario, select  # noqa: E402
+from bench.scenarios import (  # noqa: E402
+    ENGINE,
+    ENGINE_W2,
+    LABELS,
+    PGBENCH,
+    Plan,
+    Scenario,
+    round_order,
+    select,
+)
 from engine import pgserver  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -104,7 +114,7 @@ def _ask(url: str, line: str, headers: dict[str, str]) -> tuple[int, bytes]:
 
 
 def _check_answers(
-    plan: list[tuple[Scenario, list[str]]],
+    plan: Plan,
     running: dict[str, servers.Server],
     lines: dict[str, list[str]],
     credentials: dataset.Credentials,
@@ -210,11 +220,11 @@ class Bench:
         )
 
 
-def _plan(chosen: tuple[Scenario, ...], with_workers: bool) -> list[tuple[Scenario, list[str]]]:
+def _plan(chosen: tuple[Scenario, ...], with_workers: bool) -> Plan:
     return [(s, [t for t in s.targets if t != ENGINE_W2 or with_workers]) for s in chosen]
 
 
-def _rounds(bench: Bench, plan: list[tuple[Scenario, list[str]]]) -> report.Results:
+def _rounds(bench: Bench, plan: Plan) -> report.Results:
     args = bench.args
     results: report.Results = {s.name: {t: [] for t in targets} for s, targets in plan}
     print(f"warming up each server on each scenario ({args.warmup:g} s each)", flush=True)
@@ -222,17 +232,15 @@ def _rounds(bench: Bench, plan: list[tuple[Scenario, list[str]]]) -> report.Resu
         for target in targets:
             bench.measure(scenario, target, args.warmup)
     for r in range(args.rounds):
-        for scenario, targets in plan:
-            shift = r % len(targets)
-            for target in targets[shift:] + targets[:shift]:  # each round, another order
-                sample = bench.measure(scenario, target, args.seconds)
-                results[scenario.name][target].append(sample)
-                print(
-                    f"round {r + 1}/{args.rounds}  {scenario.name:<7} {LABELS[target]:<20} "
-                    f"{sample.req_s:>9,.0f} req/s  p50 {sample.p50_ms:6.2f}  "
-                    f"p99 {sample.p99_ms:6.2f} ms  errors {sample.errors}",
-                    flush=True,
-                )
+        for scenario, target in round_order(plan, r):  # each round, another order
+            sample = bench.measure(scenario, target, args.seconds)
+            results[scenario.name][target].append(sample)
+            print(
+                f"round {r + 1}/{args.rounds}  {scenario.name:<7} {LABELS[target]:<20} "
+                f"{sample.req_s:>9,.0f} req/s  p50 {sample.p50_ms:6.2f}  "
+                f"p99 {sample.p99_ms:6.2f} ms  errors {sample.errors}",
+                flush=True,
+            )
     return results
 
 

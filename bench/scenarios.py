@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bench.dataset import CAMERAS, KEY_TENANT, TENANTS, tenant_of
 
@@ -121,3 +122,36 @@ def select(only: str | None) -> tuple[Scenario, ...]:
         names = ", ".join(s.name for s in SCENARIOS)
         raise SystemExit(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {names}")
     return chosen
+
+
+# measured back to back in every round: the ratios to S1 on the engine (S1a, S1j, two
+# workers) pair samples seconds apart, not a scenario block apart (this machine's speed
+# drifts between blocks: rounds of S1a / S1 read 0.77 to 1.08 apart, 1.01 side by side)
+TOGETHER = (("S1", ENGINE), ("S1a", ENGINE), ("S1j", ENGINE), ("S1", ENGINE_W2))
+
+Plan = list[tuple[Scenario, list[str]]]
+
+
+def round_order(plan: Plan, r: int) -> list[tuple[Scenario, str]]:
+    """Round ``r``'s measurements in order: scenario by scenario, each one's servers rotated
+    by the round (so drift hits all alike), the ``TOGETHER`` ones that were chosen as one
+    unit in the place of the first of them, rotated among themselves too."""
+    chosen = {(s.name, t): s for s, targets in plan for t in targets}
+    together = [key for key in TOGETHER if key in chosen]
+    order: list[tuple[Scenario, str]] = []
+    for scenario, targets in plan:
+        units: list[list[tuple[str, str]]] = []
+        for target in targets:
+            key = (scenario.name, target)
+            if key not in together:
+                units.append([key])
+            elif key == together[0]:
+                units.append(together)
+        for unit in _rotated(units, r):
+            order += [(chosen[key], key[1]) for key in _rotated(unit, r)]
+    return order
+
+
+def _rotated(items: list[Any], r: int) -> list[Any]:
+    shift = r % len(items) if items else 0
+    return items[shift:] + items[:shift]
