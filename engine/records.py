@@ -9,12 +9,10 @@ coercions (engine/binding.py), into a tuple for the staging table ``bulk_records
 (its columns in order, then ``_line``, the record's line in the body).
 
 Speed: jsonschema's validator costs tens of microseconds a record, more than a
-whole import may spend. :func:`compile_fast_check` turns a flat record schema
-(``type``, bounds, lengths, ``enum``, ``const``, ``pattern`` (RE2), ``format``,
-``required``, closed properties) into a check that can only say "valid" when the
-full validator would; anything it is unsure of (and every schema it cannot read) goes
-to the full validator, whose messages are the ones reported. So a report reads the
-same as a body's, and the fast check changes no answer.
+whole import may spend. Each record goes first through the schema's fast check
+(engine/quickcheck.py), which can only say "valid" when the full validator would;
+anything it is unsure of goes to the full validator, whose messages are the ones
+reported. So a report reads the same as a body's, and the fast check changes no answer.
 
 Lines are numbered from 1 as the client sent them (a CSV header is line 1; a quoted
 CSV field may span lines: its record has the number of its first line; blank lines
@@ -25,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +32,6 @@ import orjson
 from engine import sqltext
 from engine.binding import BadValue, Coercer, scalar_coercer
 from engine.errors import ApiError
-from engine.patterns import compile_pattern
 from engine.spec import BULK_LINE_COLUMN, BULK_TYPES, BulkSpec
 from engine.validation import Sanitizer, SchemaValidator
 
@@ -79,156 +76,6 @@ def check_sql(template: str, bulk: BulkSpec) -> str:
         if own is not None:  # the template's own WITH: ours goes first in its list
             return f"{template[: own.end()]} {cte},{template[own.end() :]}"
     return f"WITH {cte}\n{template}"
-
-
-# -- the fast check ---------------------------------------------------------------------
-
-_TOP_KEYS = {
-    "type", "properties", "required", "additionalProperties", "title", "description",
-    "$comment", "examples", "$id",
-}  # fmt: skip
-_PROPERTY_KEYS = {
-    "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-    "maxLength", "enum", "const", "format", "pattern", "title", "description", "$comment",
-    "examples", "default", "deprecated", "readOnly", "writeOnly",
-}  # fmt: skip
-# JSON Schema type -> the Python types (as orjson makes them) that are surely of it
-# (a float 3.0 is an "integer" too, but left to the full validator)
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-    "object": (dict,),
-    "array": (list,),
-}
-FastCheck = Callable[[Mapping[str, Any]], bool]
-
-
-_MISSING = object()
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) is int or type(value) is float
-
-
-def _property_lines(i: int, sub: Any, env: dict[str, Any], format_checker: Any) -> list[str] | None:
-    """Source lines checking property ``i`` (its value is ``v``, its type ``t``), each
-    returning False unless the value is surely valid; None when ``sub`` is not readable.
-    Values of the schema reach the code only as names bound in ``env``, never as text."""
-    if sub is True or sub == {}:
-        return []
-    if sub is False:
-        return ["return False"]
-    if not isinstance(sub, Mapping) or set(sub) - _PROPERTY_KEYS:
-        return None
-    lines: list[str] = []
-    kinds = sub.get("type")
-    if kinds is not None:
-        names = [kinds] if isinstance(kinds, str) else kinds
-        if not isinstance(names, list) or not all(n in _PY_TYPES for n in names):
-            return None
-        env[f"types{i}"] = frozenset(t for n in names for t in _PY_TYPES[n])
-        lines.append(f"if t not in types{i}: return False")
-    numeric = []
-    for key, op in (
-        ("minimum", "<"),
-        ("maximum", ">"),
-        ("exclusiveMinimum", "<="),
-        ("exclusiveMaximum", ">="),
-    ):
-        if key in sub:
-            if not _is_number(sub[key]):
-                return None
-            env[f"{key}{i}"] = sub[key]
-            numeric.append(f"v {op} {key}{i}")
-    if numeric:  # bounds apply to numbers only (a boolean is no number)
-        lines.append(f"if (t is int or t is float) and ({' or '.join(numeric)}): return False")
-    text = []
-    for key, op in (("minLength", "<"), ("maxLength", ">")):
-        if key in sub:
-            if type(sub[key]) is not int:
-                return None
-            env[f"{key}{i}"] = sub[key]
-            text.append(f"len(v) {op} {key}{i}")
-    if "pattern" in sub:
-        if not isinstance(sub["pattern"], str):
-            return None
-        env[f"pattern{i}"] = compile_pattern(sub["pattern"])
-        text.append(f"not pattern{i}.search(v)")
-    if text:  # lengths and patterns apply to strings only
-        lines.append(f"if t is str and ({' or '.join(text)}): return False")
-    if "enum" in sub or "const" in sub:
-        values = sub["enum"] if "enum" in sub else [sub["const"]]
-        if not isinstance(values, list):
-            return None
-        # only text and null are compared here (1 == True == 1.0 in Python, not in JSON)
-        env[f"enum{i}"] = frozenset(v for v in values if isinstance(v, str))
-        null = any(v is None for v in values)
-        lines.append(
-            f"if not ((t is str and v in enum{i})"
-            + (" or v is None" if null else "")
-            + "): return False"
-        )
-    if "format" in sub and format_checker is not None:
-        checker = format_checker.checkers.get(sub["format"])
-        if checker is not None:  # an unknown format asserts nothing (as in jsonschema)
-            env[f"format{i}"], env[f"raises{i}"] = checker
-            lines += [
-                "try:",
-                f"    if not format{i}(v): return False",
-                f"except raises{i}:",
-                "    return False",
-            ]
-    return lines
-
-
-def compile_fast_check(validator: SchemaValidator) -> FastCheck | None:
-    """A quick "surely valid" check of a flat record schema, or None when it cannot read it.
-
-    The schema is the one the full validator uses (closed unless allow_unknown_fields).
-    The check is generated code: one straight function per schema, no call per keyword.
-    """
-    inner = validator.validator
-    schema = getattr(inner, "schema", None)
-    if not isinstance(schema, Mapping) or set(schema) - _TOP_KEYS - {"$schema"}:
-        return None
-    if schema.get("type", "object") not in ("object", ["object"]):
-        return None
-    properties = schema.get("properties", {})
-    required = schema.get("required", [])
-    closed = schema.get("additionalProperties", True)
-    if (
-        not isinstance(properties, Mapping)
-        or not isinstance(required, list)
-        or not all(isinstance(r, str) for r in required)
-        or closed not in (True, False)
-    ):
-        return None
-    format_checker = getattr(inner, "format_checker", None)
-    env: dict[str, Any] = {
-        "MISSING": _MISSING,
-        "required": tuple(required),
-        "names": frozenset(properties),
-    }
-    body = ["for name in required:", "    if name not in record: return False"]
-    if closed is False:
-        body.append("if not names.issuperset(record): return False")
-    for i, (name, sub) in enumerate(properties.items()):
-        lines = _property_lines(i, sub, env, format_checker)
-        if lines is None:
-            return None
-        if not lines:
-            continue
-        env[f"name{i}"] = name
-        body += [f"v = record.get(name{i}, MISSING)", "if v is not MISSING:", "    t = type(v)"]
-        body += ["    " + line for line in lines]
-    body.append("return True")
-    source = "def fast(record):\n" + "".join(f"    {line}\n" for line in body)
-    exec(compile(source, "<bulk record check>", "exec"), env)  # the source holds no text of the row
-    fast: FastCheck = env["fast"]
-    return fast
 
 
 # -- one record -------------------------------------------------------------------------
@@ -283,7 +130,7 @@ class RecordReader:
         self.bulk = bulk
         self.schema = schema
         self.sanitizer = sanitizer or None
-        self.fast = compile_fast_check(schema) if schema is not None else None
+        self.fast = schema.fast if schema is not None else None
         self.names = tuple(name for name, _ in bulk.columns)
         self.kinds = dict(bulk.columns)
         self._slots: tuple[tuple[str, Coercer], ...] = tuple(

@@ -46,6 +46,7 @@ from engine.patterns import (
     matches_any,
     warm_iri,
 )
+from engine.quickcheck import FastCheck, compile_fast_check
 
 _MAX_MESSAGE = 200
 _MAX_SHOWN = 80  # of a value quoted in a message, so the words after it still show
@@ -221,6 +222,8 @@ class SchemaValidator:
     validator: Any  # a BoundedValidator (engine/patterns.py)
     applies_to: str = "body"
     expects_object: bool = False  # its top-level type is "object": anything else is INVALID_BODY
+    # says "valid" only where ``validator`` would (engine/quickcheck.py); None: no fast check
+    fast: FastCheck | None = None
 
     def errors(self, instance: Any) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -240,6 +243,8 @@ class SchemaValidator:
             # the query object holds bound values (date, UUID, Decimal...): check them
             # as the JSON a client would write them
             instance = _as_json(instance)
+        if type(instance) is dict and self.fast is not None and self.fast(instance):
+            return  # surely valid: the full validator would find nothing (S3: 2 against 30 us)
         found = self.errors(instance)
         if found:
             where = "body" if self.applies_to == "body" else "query string"
@@ -313,6 +318,7 @@ def compile_schema(
         validator=validator,
         applies_to=applies_to,
         expects_object=types == "object" or types == ["object"],
+        fast=compile_fast_check(validator),
     )
 
 

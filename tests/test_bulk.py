@@ -26,7 +26,6 @@ from engine.records import (
     LineSplitter,
     RecordReader,
     check_sql,
-    compile_fast_check,
     parse_csv,
 )
 from engine.spec import parse_bulk, parse_row
@@ -255,7 +254,7 @@ VALUES: list[Any] = [
 
 def test_the_fast_check_never_accepts_what_the_validator_refuses() -> None:
     validator = compile_schema("s", RECORD_SCHEMA)
-    fast = compile_fast_check(validator)
+    fast = validator.fast
     assert fast is not None
     names = list(RECORD_SCHEMA["properties"])
     accepted = 0
@@ -274,9 +273,9 @@ def test_the_fast_check_never_accepts_what_the_validator_refuses() -> None:
 
 def test_a_schema_the_fast_check_cannot_read_goes_to_the_validator() -> None:
     nested = compile_schema("n", {"type": "object", "properties": {"a": {"type": "array"}}})
-    assert compile_fast_check(nested) is not None
+    assert nested.fast is not None
     composed = compile_schema("c", {"type": "object", "anyOf": [{"required": ["a"]}]})
-    assert compile_fast_check(composed) is None
+    assert composed.fast is None
     bulk = parse_bulk({"columns": {"a": "integer"}})
     reader = RecordReader(bulk, composed)
     assert reader.from_json(b"{}", 3) == [
