@@ -143,7 +143,9 @@ async def _postgres_version(url: str) -> str:
         await conn.close()
 
 
-def _facts(args: argparse.Namespace, url: str) -> dict[str, Any]:
+def _facts(args: argparse.Namespace, url: str, start: dict[str, Any]) -> dict[str, Any]:
+    """The run's facts; ``start``: its date and load average, taken before it began."""
+
     def git(*command: str) -> str:
         done = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip()
@@ -158,14 +160,14 @@ def _facts(args: argparse.Namespace, url: str) -> dict[str, Any]:
     )
     dirty = "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
     return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": start["date"],
         "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + dirty,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "kernel": platform.release(),
         "python": platform.python_version(),
         "postgres": "PostgreSQL " + asyncio.run(_postgres_version(url)),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_start": start["load"],
         "seconds": args.seconds,
         "rounds": args.rounds,
         "connections": args.connections,
@@ -275,6 +277,10 @@ def main() -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    start = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
     _raise_file_limit()
     chosen = select(args.only)
     folder = Path(tempfile.mkdtemp(prefix="engine-bench-"))
@@ -308,7 +314,7 @@ def _main(args: argparse.Namespace) -> int:
                 loop_sample, open_loop = _open_loop(bench, s1.req_s if s1 else None)
         finally:
             bench.stop()
-        facts = _facts(args, url)
+        facts = _facts(args, url, start)
         facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         if handle is not None:
