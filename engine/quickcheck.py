@@ -95,6 +95,8 @@ def _property_lines(i: int, sub: Any, env: dict[str, Any], format_checker: Any) 
         text.append(f"not pattern{i}.search(v)")
     if text:  # lengths and patterns apply to strings only
         lines.append(f"if t is str and ({' or '.join(text)}): return False")
+    if "enum" in sub and "const" in sub:
+        return None  # each narrows the other: left to the full validator
     if "enum" in sub or "const" in sub:
         values = sub["enum"] if "enum" in sub else [sub["const"]]
         if not isinstance(values, list):

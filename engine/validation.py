@@ -294,7 +294,8 @@ def compile_schema(
         raise SpecError(
             f"validation schema '{name}' is not a valid JSON Schema: {exc.message}"
         ) from None
-    if b'"iri' in orjson.dumps(schema):  # "format": "iri" or "iri-reference", maybe
+    # "format": "iri" or "iri-reference", maybe (json, not orjson: a bound may pass 64 bits)
+    if '"iri' in json.dumps(schema):
         warm_iri()
     nested = _nested_dialect(schema)
     if nested is not None:

@@ -88,3 +88,26 @@ def test_a_schema_beyond_the_fast_check_has_none_and_still_validates() -> None:
         validator = compile_schema("s", schema)
         assert validator.fast is None, schema
     assert compile_schema("s", {"type": "array"}).errors({"a": 1})  # not an array: refused
+
+
+def test_enum_and_const_together_are_both_kept() -> None:
+    # each keyword narrows the other: a value in the enum but not the const is refused
+    schema = {"type": "object", "properties": {"s": {"enum": ["open", "closed"], "const": "open"}}}
+    for applies_to in ("body", "query"):
+        validator = compile_schema("s", schema, applies_to=applies_to)
+        assert validator.errors({"s": "closed"})
+        assert not (validator.fast and validator.fast({"s": "closed"}))
+        try:
+            validator.check({"s": "closed"})
+        except Exception as error:
+            assert getattr(error, "code", None) == "VALIDATION_ERROR"
+        else:
+            raise AssertionError("a value outside the const passed")
+        validator.check({"s": "open"})
+
+
+def test_a_bound_beyond_64_bits_compiles_and_checks() -> None:
+    validator = compile_schema("s", {"type": "object", "properties": {"n": {"maximum": 2**70}}})
+    assert validator.errors({"n": 2**71}) and not validator.errors({"n": 2**69})
+    assert validator.fast is not None and validator.fast({"n": 2**69})
+    assert not validator.fast({"n": 2**71})
