@@ -1,6 +1,6 @@
 """``make bench``: the engine against bare Starlette, hand-written apps, FastAPI and pgbench, in one run.
 
-    python bench/run.py [--seconds 3] [--rounds 5] [--connections 64] [--only S1,S2]
+    python bench/run.py [--seconds 2] [--rounds 9] [--connections 64] [--only S1,S2]
 
 Loads a fixed data set (100,000 cameras, bench/dataset.py) into a PostgreSQL of
 its own (or DATABASE_URL), starts every server in a process of its own (the
@@ -67,10 +67,10 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    # five short rounds rather than three long ones: the same time, and the median of five
-    # paired ratios moves less with a shared machine's drift than the median of three
-    parser.add_argument("--seconds", type=float, default=3.0, help="each measurement (default 3)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds, at least 3 (default 5)")
+    # many short rounds rather than a few long ones: one server's 3 s runs move by up to
+    # 15 % on a shared machine, and the median of nine paired ratios moves less than five's
+    parser.add_argument("--seconds", type=float, default=2.0, help="each measurement (default 2)")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds, at least 3 (default 9)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (default 2)")
     parser.add_argument("--only", help="a subset of scenarios: S1,S2 (S6 is S6-400 and S6-404)")
