@@ -11,8 +11,8 @@ script samples the engine's resident memory (``VmRSS`` of /proc/<pid>/status)
 every 100 ms. It prints and writes to ``bench/results/export.json``, per format:
 the rows and bytes received, wall time, rows/s, and the peak RSS growth of the
 engine over its RSS just before the export; the summary is the median rows/s of the
-runs (three by default, the formats alternating) and the worst growth. Targets: under 50 MB of growth and
-over 200,000 rows/s; exit 1 when one is missed.
+runs (three by default, the formats alternating) and the worst growth. Targets:
+under 50 MB of growth and over 200,000 rows/s; exit 1 when one is missed.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ expected, warms each up, then measures every scenario on every server with
 with the server order rotated each round, so drift hits all alike (S1a, S1j and
 two workers right beside S1 on the engine, the ratios between them). Only the
 server measured is loaded; the others sit idle. The medians, the ratios and the
-targets go to the terminal and to bench/results/bench.{md,json}. Then S1 with
-``--workers 2`` (when the engine has it) and S1 over 1,000 connections at a
-fixed rate (h2load). Exit 1 when a target is missed.
+targets go to the terminal and to bench/results/bench.{md,json}. The engine with
+``--workers 2`` is one of S1's servers (when the engine has it); after the rounds,
+S1 over 1,000 connections at a fixed rate (h2load). Exit 1 when a target is missed.
 """
 
 from __future__ import annotations
